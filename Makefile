@@ -1,0 +1,37 @@
+# Weft — one entry point for building, testing and running the mesh locally.
+# `make demo` and `make test` are the two commands a newcomer needs.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+CARGO ?= cargo
+export WEFT_CACHE ?= $(HOME)/.cache/weft
+CLUSTER ?= a
+
+.PHONY: all build test test-unit test-e2e fmt fmt-check lint crds crds-check help
+
+all: build
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
+
+build: ## build every crate
+	$(CARGO) build --workspace --all-targets
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+fmt-check: ## fail on unformatted code
+	$(CARGO) fmt --all -- --check
+
+lint: ## clippy, warnings are errors
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+crds: ## regenerate config/crd from the API types
+	$(CARGO) run -q -p weft-api --bin crdgen -- config/crd
+
+test-unit: ## unit tests of every crate (no cluster)
+	$(CARGO) test --workspace
+
+test: fmt-check lint test-unit test-e2e ## everything: format, lint, unit, integration, end to end
+
+include $(wildcard e2e/cluster/cluster.mk e2e/images.mk e2e/e2e.mk)

@@ -1,0 +1,1 @@
+//! The full CRD set Weft installs.

@@ -1,0 +1,10 @@
+//! Weft's API: the `weft.dev` lifecycle resources, the Istio-compatible
+//! policy resources and the Gateway API resources Weft reads.
+//!
+//! This crate holds types, schemas, defaults and validation helpers only; it
+//! has no client logic.
+
+pub mod crd;
+pub mod gateway;
+pub mod istio;
+pub mod weft;

@@ -1,0 +1,1 @@
+//! weft.dev/v1alpha1
