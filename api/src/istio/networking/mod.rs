@@ -82,6 +82,20 @@ pub(crate) mod test_support {
         );
     }
 
+    /// Wraps a spec (YAML, unindented) into a full object of `kind`.
+    pub fn with_spec(kind: &str, spec: &str) -> String {
+        let indented: Vec<String> = spec.lines().map(|l| format!("  {l}")).collect();
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: {kind}\nmetadata:\n  name: test\n  namespace: payments\nspec:\n{}\n",
+            indented.join("\n")
+        )
+    }
+
+    /// Parses YAML into `T`, panicking with the error when it does not fit.
+    pub fn parse<T: DeserializeOwned>(yaml: &str) -> T {
+        serde_yaml_ng::from_str(yaml).unwrap_or_else(|e| panic!("YAML does not parse: {e}\n{yaml}"))
+    }
+
     /// Reads a file below the crate's repository root.
     pub fn repo_file(path: &str) -> String {
         let full = format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"));

@@ -554,3 +554,229 @@ pub struct L4MatchAttributes {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_namespace: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::istio::networking::test_support::*;
+
+    /// The VirtualService of the reference users come from (canary split).
+    const REFERENCE: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: payments-api
+  namespace: payments
+spec:
+  hosts:
+    - payments-api.payments.svc.cluster.local
+  http:
+    # Header-based override for test traffic
+    - match:
+        - headers:
+            x-test-cohort:
+              exact: canary
+      route:
+        - destination:
+            host: payments-api
+            subset: v2
+    # Default 90/10 split
+    - route:
+        - destination:
+            host: payments-api
+            subset: v1
+          weight: 90
+        - destination:
+            host: payments-api
+            subset: v2
+          weight: 10
+      retries:
+        attempts: 3
+        perTryTimeout: 2s
+        retryOn: 5xx,reset,connect-failure
+      timeout: 10s
+      fault:
+        delay:                  # Chaos engineering: 0.1% requests get +5s delay
+          percentage:
+            value: 0.1
+          fixedDelay: 5s
+"#;
+
+    fn vs(spec: &str) -> VirtualService {
+        parse(&with_spec("VirtualService", spec))
+    }
+
+    #[test]
+    fn reference_virtual_service_parses_and_validates() {
+        let vs: VirtualService = assert_round_trip(REFERENCE);
+        assert_eq!(vs.metadata.namespace.as_deref(), Some("payments"));
+        let [canary, split] = vs.spec.http.as_slice() else {
+            panic!("two http routes expected, got {:?}", vs.spec.http)
+        };
+        assert_eq!(
+            canary.r#match[0].headers.get("x-test-cohort"),
+            Some(&KeyMatch::from(StringMatch::Exact("canary".into())))
+        );
+        assert_eq!(canary.route[0].destination.subset.as_deref(), Some("v2"));
+        let weights: Vec<_> = split.route.iter().map(|d| d.weight).collect();
+        assert_eq!(weights, [Some(90), Some(10)]);
+        let retries = split.retries.as_ref().expect("retries");
+        assert_eq!(retries.attempts, Some(3));
+        assert_eq!(retries.per_try_timeout, Some(Duration::from("2s")));
+        assert_eq!(split.timeout, Some(Duration::from("10s")));
+        let delay = split
+            .fault
+            .as_ref()
+            .and_then(|f| f.delay.as_ref())
+            .expect("delay");
+        assert_eq!(delay.fixed_delay, Some(Duration::from("5s")));
+        assert_eq!(delay.percentage, Some(Percent { value: 0.1 }));
+        vs.validate_cel()
+            .expect("reference object passes the CEL rules");
+    }
+
+    #[test]
+    fn full_sample_round_trips_and_validates() {
+        let text = repo_file("config/samples/istio/networking/virtualservice-full.yaml");
+        let vs: VirtualService = assert_round_trip(&text);
+        assert_eq!(vs.spec.http.len(), 5);
+        assert_eq!(vs.spec.tls.len(), 1);
+        assert_eq!(vs.spec.tcp.len(), 1);
+        assert_eq!(
+            vs.spec.http[0].r#match[0].headers.get("x-request-id"),
+            Some(&KeyMatch::present())
+        );
+        vs.validate_cel().expect("sample passes the CEL rules");
+    }
+
+    #[test]
+    fn cel_rules_accept_valid_and_reject_invalid() {
+        // (valid spec, invalid spec, message of the rule the invalid one breaks)
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "http:\n- route: [{destination: {host: a}}]",
+                "http:\n- route: [{destination: {host: a}}]\n  redirect: {uri: /b}",
+                "http: set exactly one of route, redirect, directResponse or delegate",
+            ),
+            (
+                "http:\n- directResponse: {status: 503}",
+                "http:\n- name: nothing-to-do",
+                "http: set exactly one of route, redirect, directResponse or delegate",
+            ),
+            (
+                "http:\n- route: [{destination: {host: a}, weight: 75}, {destination: {host: b}, weight: 25}]",
+                "http:\n- route: [{destination: {host: a}, weight: 75}, {destination: {host: b}, weight: 20}]",
+                "http.route: weights must sum to 100 when several destinations are listed and any sets a weight",
+            ),
+            (
+                "http:\n- route: [{destination: {host: a}}, {destination: {host: b}}]",
+                "http:\n- route: [{destination: {host: a}, weight: 100}, {destination: {host: b}}, {destination: {host: c}, weight: 5}]",
+                "http.route: weights must sum to 100 when several destinations are listed and any sets a weight",
+            ),
+            (
+                "tcp:\n- route: [{destination: {host: a}, weight: 50}, {destination: {host: b}, weight: 50}]",
+                "tcp:\n- route: [{destination: {host: a}, weight: 50}, {destination: {host: b}, weight: 40}]",
+                "tcp.route: weights must sum to 100 when several destinations are listed and any sets a weight",
+            ),
+            (
+                "tls:\n- match: [{sniHosts: [a.example.com]}]\n  route: [{destination: {host: a}, weight: 30}, {destination: {host: b}, weight: 70}]",
+                "tls:\n- match: [{sniHosts: [a.example.com]}]\n  route: [{destination: {host: a}, weight: 30}, {destination: {host: b}, weight: 30}]",
+                "tls.route: weights must sum to 100 when several destinations are listed and any sets a weight",
+            ),
+            (
+                "http:\n- redirect: {uri: /b}",
+                "http:\n- redirect: {uri: /b}\n  rewrite: {uri: /c}",
+                "http: rewrite cannot be combined with redirect",
+            ),
+            (
+                "http:\n- route: [{destination: {host: a}}]\n  mirror: {host: m}",
+                "http:\n- route: [{destination: {host: a}}]\n  mirror: {host: m}\n  mirrors: [{destination: {host: n}}]",
+                "http: set mirror or mirrors, not both",
+            ),
+            (
+                "http:\n- route: [{destination: {host: a}}]\n  mirrorPercentage: {value: 5.0}",
+                "http:\n- route: [{destination: {host: a}}]\n  mirrorPercentage: {value: 5.0}\n  mirrorPercent: 5",
+                "http: set mirrorPercentage or the deprecated mirrorPercent, not both",
+            ),
+            (
+                "http:\n- redirect: {port: 8443}",
+                "http:\n- redirect: {port: 8443, derivePort: FROM_REQUEST_PORT}",
+                "redirect: set port or derivePort, not both",
+            ),
+            (
+                "http:\n- directResponse: {status: 200, body: {string: ok}}",
+                "http:\n- directResponse: {status: 200, body: {string: ok, bytes: b2s=}}",
+                "directResponse.body: set string or bytes, not both",
+            ),
+            (
+                "http:\n- route: [{destination: {host: a}}]\n  rewrite: {uriRegexRewrite: {match: ^/a, rewrite: /b}}",
+                "http:\n- route: [{destination: {host: a}}]\n  rewrite: {uri: /, uriRegexRewrite: {match: ^/a, rewrite: /b}}",
+                "rewrite: set uri or uriRegexRewrite, not both",
+            ),
+            (
+                "http:\n- route: [{destination: {host: a}}]\n  fault: {abort: {httpStatus: 503}}",
+                "http:\n- route: [{destination: {host: a}}]\n  fault: {}",
+                "fault: set delay, abort or both",
+            ),
+            (
+                "http:\n- route: [{destination: {host: a}}]\n  fault: {delay: {fixedDelay: 1s}}",
+                "http:\n- route: [{destination: {host: a}}]\n  fault: {delay: {percentage: {value: 1.0}}}",
+                "fault.delay: set exactly one of fixedDelay or exponentialDelay",
+            ),
+            (
+                "http:\n- route: [{destination: {host: a}}]\n  fault: {abort: {grpcStatus: UNAVAILABLE}}",
+                "http:\n- route: [{destination: {host: a}}]\n  fault: {abort: {grpcStatus: UNAVAILABLE, httpStatus: 503}}",
+                "fault.abort: set exactly one of httpStatus, grpcStatus or http2Error",
+            ),
+            (
+                "http:\n- route: [{destination: {host: a}}]\n  timeout: 1ms",
+                "http:\n- route: [{destination: {host: a}}]\n  timeout: 0s",
+                "http.timeout must be at least 1ms",
+            ),
+            (
+                "http:\n- route: [{destination: {host: a}}]\n  retries: {attempts: 2, perTryTimeout: 500ms, backoff: 25ms}",
+                "http:\n- route: [{destination: {host: a}}]\n  retries: {attempts: 2, perTryTimeout: 500us}",
+                "retries.perTryTimeout must be at least 1ms",
+            ),
+            (
+                "http:\n- route: [{destination: {host: a}}]\n  retries: {backoff: 1s}",
+                "http:\n- route: [{destination: {host: a}}]\n  retries: {backoff: 0s}",
+                "retries.backoff must be at least 1ms",
+            ),
+            (
+                "http:\n- route: [{destination: {host: a}}]\n  corsPolicy: {maxAge: 1h}",
+                "http:\n- route: [{destination: {host: a}}]\n  corsPolicy: {maxAge: 0s}",
+                "corsPolicy.maxAge must be at least 1ms",
+            ),
+            (
+                "http:\n- route: [{destination: {host: a}}]\n  fault: {delay: {exponentialDelay: 10ms}}",
+                "http:\n- route: [{destination: {host: a}}]\n  fault: {delay: {fixedDelay: 0.5ms}}",
+                "fault.delay.fixedDelay must be at least 1ms",
+            ),
+            (
+                "http:\n- route: [{destination: {host: a}}]\n  fault: {delay: {exponentialDelay: 10ms}}",
+                "http:\n- route: [{destination: {host: a}}]\n  fault: {delay: {exponentialDelay: 0ms}}",
+                "fault.delay.exponentialDelay must be at least 1ms",
+            ),
+        ];
+        for (valid, invalid, message) in cases {
+            let ok = vs(&format!("hosts: [a]\n{valid}"));
+            assert_eq!(
+                cel_messages(ok.validate_cel()),
+                Vec::<String>::new(),
+                "valid case: {valid}"
+            );
+            let bad = vs(&format!("hosts: [a]\n{invalid}"));
+            assert_rejected(bad.validate_cel(), message);
+        }
+    }
+
+    #[test]
+    fn rejections_name_the_route() {
+        let bad = vs(
+            "hosts: [a]\nhttp:\n- route: [{destination: {host: a}}]\n- redirect: {uri: /b}\n  directResponse: {status: 200}",
+        );
+        let errors = bad.validate_cel().expect_err("second route breaks a rule");
+        assert_eq!(errors[0].field_path, "spec.http[1]");
+    }
+}
