@@ -77,7 +77,7 @@ pub struct TrafficPolicy {
     /// Overrides for single ports; a port-level policy replaces the
     /// top-level one field group by field group.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 32))]
     pub port_level_settings: Vec<PortTrafficPolicy>,
     /// Tunnel the connection (HTTP CONNECT) through the upstream.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -71,6 +71,7 @@ pub struct Server {
     pub default_endpoint: Option<String>,
     /// Name of the server, used in metrics and to refer to it from routes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
     pub name: Option<String>,
 }
 
@@ -82,6 +83,7 @@ pub struct Port {
     #[schemars(range(min = 1, max = 65535))]
     pub number: u32,
     /// Protocol: HTTP, HTTPS, GRPC, GRPC-WEB, HTTP2, MONGO, TCP or TLS.
+    #[schemars(length(max = 32))]
     pub protocol: String,
     /// Name of the port.
     pub name: String,

@@ -53,12 +53,12 @@ use crate::istio::common::{IstioStatus, WorkloadSelector};
 pub struct ServiceEntrySpec {
     /// Host names of the service: DNS names, wildcard prefixes (`*.example.com`);
     /// matched against HTTP Host/authority and TLS SNI.
-    #[schemars(length(min = 1, max = MAX_ITERATED_ITEMS))]
+    #[schemars(length(min = 1, max = MAX_ITERATED_ITEMS), inner(length(max = 255)))]
     pub hosts: Vec<String>,
     /// Virtual IPs or CIDR ranges of the service; traffic to them is
     /// treated as traffic to the service.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = MAX_ITERATED_ITEMS))]
+    #[schemars(length(max = MAX_ITERATED_ITEMS), inner(length(max = 64)))]
     pub addresses: Vec<String>,
     /// Ports of the service.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -72,6 +72,7 @@ pub struct ServiceEntrySpec {
     pub resolution: Option<Resolution>,
     /// The endpoints of the service (not with `workloadSelector`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4096))]
     pub endpoints: Vec<WorkloadEntrySpec>,
     /// Pods and WorkloadEntries in the entry's namespace that serve the
     /// service (MESH_INTERNAL only; not with `endpoints`).
@@ -97,6 +98,7 @@ pub struct ServicePort {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
     /// Name of the port, unique within the entry.
+    #[schemars(length(max = 128))]
     pub name: String,
     /// Port on the endpoints traffic is sent to; `number` when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
