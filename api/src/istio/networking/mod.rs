@@ -145,6 +145,44 @@ mod tests {
         }
     }
 
+    /// Walks a schema and reports properties without a description and CEL
+    /// rules without a message.
+    fn undocumented(node: &Value, path: &str, out: &mut Vec<String>) {
+        for rule in node["x-kubernetes-validations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if rule["message"].as_str().is_none_or(str::is_empty) {
+                out.push(format!("{path}: rule {} has no message", rule["rule"]));
+            }
+        }
+        for (name, child) in node["properties"].as_object().into_iter().flatten() {
+            let child_path = format!("{path}.{name}");
+            if child["description"].as_str().is_none_or(str::is_empty) {
+                out.push(format!("{child_path}: no description"));
+            }
+            undocumented(child, &child_path, out);
+        }
+        if node["items"].is_object() {
+            undocumented(&node["items"], &format!("{path}[]"), out);
+        }
+        if node["additionalProperties"].is_object() {
+            undocumented(&node["additionalProperties"], &format!("{path}{{}}"), out);
+        }
+    }
+
+    #[test]
+    fn every_field_is_described_and_every_rule_explains_itself() {
+        for crd in crds() {
+            let kind = crd.spec.names.kind.clone();
+            let schema = schema_of(&kind);
+            let mut problems = Vec::new();
+            undocumented(&schema["properties"]["spec"], "spec", &mut problems);
+            assert!(problems.is_empty(), "{kind}: {problems:#?}");
+        }
+    }
+
     /// The schema of `kind` in this group, as JSON.
     fn schema_of(kind: &str) -> Value {
         let crd = crds()
