@@ -66,6 +66,11 @@ use crate::istio::common::{IstioStatus, WorkloadSelector};
         "rule": "!has(self.action) || !(self.action in ['DENY', 'CUSTOM']) || (has(self.rules) && size(self.rules) > 0)",
         "message": "rules are required when action is DENY or CUSTOM (without rules the policy never triggers); add an empty rule {} to match every request",
         "fieldPath": ".rules"
+    },
+    {
+        "rule": "!has(self.action) || self.action != 'CUSTOM' || !has(self.rules) || self.rules.all(r, !has(r.from) || r.from.all(f, !has(f.source) || !(has(f.source.principals) || has(f.source.notPrincipals) || has(f.source.requestPrincipals) || has(f.source.notRequestPrincipals) || has(f.source.namespaces) || has(f.source.notNamespaces) || has(f.source.serviceAccounts) || has(f.source.notServiceAccounts))))",
+        "message": "a CUSTOM policy cannot match on identities: its sources may only use ipBlocks and remoteIpBlocks (and their not* forms)",
+        "fieldPath": ".rules"
     }
 ]))]
 pub struct AuthorizationPolicySpec {
@@ -450,6 +455,29 @@ mod tests {
             "spec.provider",
             "provider.name is required when action is CUSTOM",
         );
+    }
+
+    #[test]
+    fn custom_policies_match_on_addresses_not_identities() {
+        let custom = "  action: CUSTOM\n  provider:\n    name: ext-authz\n  rules:\n  - from:\n    - source:\n        ipBlocks: [\"10.0.0.0/8\"]\n        notRemoteIpBlocks: [\"203.0.113.0/24\"]\n";
+        assert_eq!(with_spec(custom).validate_cel(), Ok(()));
+        for field in [
+            "principals",
+            "notRequestPrincipals",
+            "namespaces",
+            "serviceAccounts",
+        ] {
+            let spec = format!(
+                "  action: CUSTOM\n  provider:\n    name: ext-authz\n  rules:\n  - {{}}\n  - from:\n    - source:\n        ipBlocks: [\"10.0.0.0/8\"]\n    - source:\n        {field}: [\"a/b\"]\n"
+            );
+            assert_rejected(
+                with_spec(&spec).validate_cel(),
+                "spec.rules",
+                "a CUSTOM policy cannot match on identities",
+            );
+        }
+        let allow = "  rules:\n  - from:\n    - source:\n        principals: [\"a\"]\n";
+        assert_eq!(with_spec(allow).validate_cel(), Ok(()));
     }
 
     #[test]
