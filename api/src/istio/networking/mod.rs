@@ -18,6 +18,7 @@ pub mod service_entry;
 pub mod sidecar;
 pub mod tls;
 pub mod virtual_service;
+pub mod workload_selector;
 
 pub use destination_rule::{DestinationRule, DestinationRuleSpec};
 pub use gateway::{Gateway, GatewaySpec};

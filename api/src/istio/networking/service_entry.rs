@@ -8,7 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::MAX_ITERATED_ITEMS;
-use crate::istio::common::{IstioStatus, WorkloadSelector};
+use super::workload_selector::WorkloadLabelSelector;
+use crate::istio::common::IstioStatus;
 
 /// A service added to the mesh's registry.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
@@ -77,7 +78,7 @@ pub struct ServiceEntrySpec {
     /// Pods and WorkloadEntries in the entry's namespace that serve the
     /// service (MESH_INTERNAL only; not with `endpoints`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workload_selector: Option<WorkloadSelector>,
+    pub workload_selector: Option<WorkloadLabelSelector>,
     /// Namespaces the entry is visible in: `.` for its own, `*` for all
     /// (default), or namespace names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -197,8 +198,8 @@ mod tests {
         // (valid spec, invalid spec, message of the rule the invalid one breaks)
         let cases: &[(&str, &str, &str)] = &[
             (
-                "resolution: STATIC\nworkloadSelector: {matchLabels: {app: vm}}",
-                "resolution: STATIC\nworkloadSelector: {matchLabels: {app: vm}}\nendpoints: [{address: 10.0.0.1}]",
+                "resolution: STATIC\nworkloadSelector: {labels: {app: vm}}",
+                "resolution: STATIC\nworkloadSelector: {labels: {app: vm}}\nendpoints: [{address: 10.0.0.1}]",
                 "set workloadSelector or endpoints, not both",
             ),
             (

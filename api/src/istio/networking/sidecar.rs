@@ -9,7 +9,8 @@ use super::MAX_ITERATED_ITEMS;
 use super::connection_pool::ConnectionPoolSettings;
 use super::destination::Destination;
 use super::tls::ServerTlsSettings;
-use crate::istio::common::{IstioStatus, WorkloadSelector};
+use super::workload_selector::WorkloadLabelSelector;
+use crate::istio::common::IstioStatus;
 
 /// Ingress and egress configuration of the proxies of selected workloads.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
@@ -35,7 +36,7 @@ pub struct SidecarSpec {
     /// Workloads in the Sidecar's namespace it applies to; without it, the
     /// Sidecar is the namespace default (one per namespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workload_selector: Option<WorkloadSelector>,
+    pub workload_selector: Option<WorkloadLabelSelector>,
     /// Listeners for traffic coming into the workload.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = MAX_ITERATED_ITEMS))]
@@ -170,6 +171,16 @@ mod tests {
         assert_eq!(sc.spec.ingress.len(), 2);
         assert_eq!(sc.spec.egress.len(), 2);
         assert_eq!(sc.spec.egress[0].capture_mode, Some(CaptureMode::None));
+        // Sidecar selects with `labels`, not `matchLabels` like DestinationRule.
+        let selector = sc
+            .spec
+            .workload_selector
+            .as_ref()
+            .expect("workloadSelector");
+        assert_eq!(
+            selector.labels.get("app").map(String::as_str),
+            Some("payments-api")
+        );
         let policy = sc
             .spec
             .outbound_traffic_policy
