@@ -111,12 +111,26 @@ mod tests {
     use super::*;
     use crate::istio::common::{DURATION_PATTERN, Duration};
 
+    /// Every kind is served at v1 with a status subresource; set
+    /// `WEFT_DUMP_CRDS=<dir>` to also write them out for `kubectl apply`.
     #[test]
-    fn dump_crds() {
-        if let Ok(dir) = std::env::var("WEFT_DUMP_CRDS") {
-            for crd in crds() {
+    fn crds_are_v1_with_status() {
+        for crd in crds() {
+            assert_eq!(crd.spec.group, "networking.istio.io");
+            let [version] = crd.spec.versions.as_slice() else {
+                panic!("{}: one version expected", crd.spec.names.kind)
+            };
+            assert_eq!(version.name, "v1");
+            assert!(
+                version
+                    .subresources
+                    .as_ref()
+                    .is_some_and(|s| s.status.is_some())
+            );
+            if let Ok(dir) = std::env::var("WEFT_DUMP_CRDS") {
                 let text = serde_yaml_ng::to_string(&crd).expect("CRD serializes");
-                std::fs::write(format!("{dir}/{}.yaml", crd.spec.names.kind), text).expect("write");
+                let path = format!("{dir}/{}.yaml", crd.spec.names.kind);
+                std::fs::write(&path, text).unwrap_or_else(|e| panic!("writing {path}: {e}"));
             }
         }
     }
