@@ -207,6 +207,50 @@ mod tests {
         }
     }
 
+    /// Collects the schema nodes under `node` that lack a description, and
+    /// the CEL rules that lack a message.
+    fn gaps(node: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+        for rule in node["x-kubernetes-validations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if rule["message"].as_str().is_none_or(str::is_empty) {
+                out.push(format!("{path}: rule {} has no message", rule["rule"]));
+            }
+        }
+        for (name, child) in node["properties"].as_object().into_iter().flatten() {
+            let child_path = format!("{path}.{name}");
+            if child["description"].as_str().is_none_or(str::is_empty) {
+                out.push(format!("{child_path}: no description"));
+            }
+            gaps(child, &child_path, out);
+        }
+        for (key, suffix) in [("items", "[]"), ("additionalProperties", "{}")] {
+            if node[key].is_object() {
+                gaps(&node[key], &format!("{path}{suffix}"), out);
+            }
+        }
+    }
+
+    #[test]
+    fn every_field_is_described_and_every_rule_has_a_message() {
+        for crd in crds() {
+            let schema = crd.spec.versions[0]
+                .schema
+                .clone()
+                .and_then(|s| s.open_api_v3_schema);
+            let schema = serde_json::to_value(schema).expect("schema serializes");
+            let mut problems = Vec::new();
+            gaps(&schema["properties"]["spec"], "spec", &mut problems);
+            assert!(
+                problems.is_empty(),
+                "{}: {problems:#?}",
+                crd.spec.names.kind
+            );
+        }
+    }
+
     /// Reasons the API server gives for schema (not CEL) violations; the
     /// typed parse refuses those documents before any CEL rule runs.
     const SCHEMA_REASONS: &[&str] = &[

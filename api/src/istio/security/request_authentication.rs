@@ -63,19 +63,31 @@ pub struct RequestAuthenticationSpec {
 ///
 /// Without `fromHeaders`, `fromParams` and `fromCookies` the token is read from
 /// `Authorization: Bearer <token>`, then from the `access_token` query parameter.
+// The rules name `jwks_uri` as the API server does (it escapes only `__`, `.`,
+// `-` and `/` in CEL names). kube-cel 0.8 escapes a single `_` as well, so
+// client-side `validate_cel` does not see `jwks_uri`: it misses a `jwks` +
+// `jwks_uri` clash and refuses a rule whose only key source is `jwks_uri`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
     {
         "rule": "(has(self.jwksUri) ? 1 : 0) + (has(self.jwks_uri) ? 1 : 0) + (has(self.jwks) ? 1 : 0) <= 1",
         "message": "only one of jwks and jwksUri may be set"
+    },
+    {
+        "rule": "has(self.issuer) || has(self.jwksUri) || has(self.jwks_uri)",
+        "message": "issuer is required unless jwksUri is set",
+        "fieldPath": ".issuer"
     }
 ]))]
 pub struct JwtRule {
     /// The token issuer (`iss` claim), e.g. `https://auth.example.com`;
-    /// tokens from other issuers do not match this rule.
+    /// tokens from other issuers do not match this rule. Required unless
+    /// `jwksUri` is set, in which case any issuer whose tokens verify against
+    /// that key set matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
-    pub issuer: String,
+    pub issuer: Option<String>,
 
     /// Accepted audiences (`aud` claim); any may match. Absent: the service name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -211,7 +223,10 @@ mod tests {
         let docs = reference_docs("RequestAuthentication");
         assert_eq!(docs.len(), 1);
         let obj = ra(&docs[0]);
-        assert_eq!(obj.spec.jwt_rules[0].issuer, "https://auth.corp.com");
+        assert_eq!(
+            obj.spec.jwt_rules[0].issuer.as_deref(),
+            Some("https://auth.corp.com")
+        );
         assert_eq!(obj.spec.jwt_rules[0].audiences, ["payments-api"]);
         assert_eq!(obj.validate_cel(), Ok(()));
     }
@@ -243,21 +258,30 @@ mod tests {
     }
 
     #[test]
-    fn issuer_is_required() {
-        let yaml = "spec:\n  jwtRules:\n  - jwksUri: https://issuer.example/keys\n";
-        let err = serde_yaml_ng::from_str::<serde_json::Value>(yaml)
-            .ok()
-            .and_then(|v| {
-                serde_json::from_value::<RequestAuthenticationSpec>(v["spec"].clone()).err()
-            })
-            .expect("a rule without issuer is refused");
-        assert!(err.to_string().contains("issuer"), "{err}");
-        let crd = RequestAuthentication::crd();
-        let schema =
-            serde_json::to_value(&crd.spec.versions[0].schema).expect("schema")["openAPIV3Schema"]
-                .clone();
-        let required = &schema["properties"]["spec"]["properties"]["jwtRules"]["items"]["required"];
-        assert_eq!(required, &serde_json::json!(["issuer"]));
+    fn issuer_is_required_unless_jwks_uri_is_set() {
+        let rule = |yaml: &str| {
+            ra(&format!(
+                "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata:\n  name: t\n  namespace: n\nspec:\n  jwtRules:\n    - {yaml}\n"
+            ))
+        };
+        assert_eq!(
+            rule("jwksUri: https://issuer.example/keys").validate_cel(),
+            Ok(())
+        );
+        assert_eq!(
+            rule("issuer: https://issuer.example").validate_cel(),
+            Ok(())
+        );
+        assert_rejected(
+            rule("jwks: '{\"keys\":[]}'").validate_cel(),
+            "spec.jwtRules[0].issuer",
+            "issuer is required unless jwksUri is set",
+        );
+        assert_rejected(
+            rule("audiences: [\"api\"]").validate_cel(),
+            "spec.jwtRules[0].issuer",
+            "issuer is required unless jwksUri is set",
+        );
     }
 
     #[test]
