@@ -6,7 +6,8 @@
 #   <image-ref>  full name the image gets, e.g. weft.local/echo:dev
 #                (use imagePullPolicy: IfNotPresent or Never in pods)
 #   <out.tar>    OCI archive to write (overwritten)
-#   <file>...    files copied into the image; the FIRST one is the entrypoint.
+#   <file>...    files (or directories, copied whole with their symlinks) put
+#                into the image; the FIRST one (a file) is the entrypoint.
 #                Binaries must be static (e.g. Rust x86_64-unknown-linux-musl):
 #                the image has no libc, no shell, nothing else.
 # Options:
@@ -42,8 +43,8 @@ done
 [[ $# -ge 3 ]] || usage
 ref="$1" out="$2"; shift 2
 command -v buildah >/dev/null || { echo "build-image.sh: buildah not found; run e2e/cluster/install-deps.sh" >&2; exit 1; }
-for f in "$@"; do [[ -f "$f" ]] || { echo "build-image.sh: no such file: $f" >&2; exit 1; }; done
-[[ -x "$1" ]] || { echo "build-image.sh: entrypoint $1 is not executable" >&2; exit 1; }
+for f in "$@"; do [[ -e "$f" ]] || { echo "build-image.sh: no such file: $f" >&2; exit 1; }; done
+[[ -f "$1" && -x "$1" ]] || { echo "build-image.sh: entrypoint $1 is not executable" >&2; exit 1; }
 
 mkdir -p "$WEFT_CACHE/buildah"
 b() { buildah --storage-driver vfs --root "$WEFT_CACHE/buildah/storage" --runroot "$WEFT_CACHE/buildah/run" "$@"; }

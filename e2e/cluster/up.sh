@@ -88,9 +88,9 @@ setup_network() {
 }
 
 # ---------------------------------------------------------------- PKI
-# cert <name> <subject> <ext: server|client|both> [SANs]
+# cert <name> <subject> <ext: server|client|both> [SANs] [CA name]
 cert() {
-  local n="$1" subj="$2" kind="$3" sans="${4:-}" eku
+  local n="$1" subj="$2" kind="$3" sans="${4:-}" ca="${5:-ca}" eku
   [[ -f "$PKI/$n.crt" ]] && return 0
   case "$kind" in
     server) eku=serverAuth ;; client) eku=clientAuth ;; both) eku=serverAuth,clientAuth ;;
@@ -105,19 +105,23 @@ cert() {
     [[ -n "$sans" ]] && echo "subjectAltName=$sans"
   } >"$PKI/$n.ext"
   openssl req -new -key "$PKI/$n.key" -subj "$subj" -out "$PKI/$n.csr" 2>/dev/null
-  openssl x509 -req -in "$PKI/$n.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
+  openssl x509 -req -in "$PKI/$n.csr" -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" -CAcreateserial \
     -days 3650 -sha256 -extfile "$PKI/$n.ext" -out "$PKI/$n.crt" 2>/dev/null
   rm -f "$PKI/$n.csr" "$PKI/$n.ext"
 }
 
 setup_pki() {
   mkdir -p "$PKI"; chmod 700 "$PKI"
-  if [[ ! -f "$PKI/ca.crt" ]]; then
-    openssl ecparam -name prime256v1 -genkey -noout -out "$PKI/ca.key" 2>/dev/null
-    openssl req -x509 -new -key "$PKI/ca.key" -subj "/CN=weft-$CLUSTER-ca" -days 3650 -sha256 \
+  local ca
+  for ca in ca front-proxy-ca; do
+    [[ -f "$PKI/$ca.crt" ]] && continue
+    openssl ecparam -name prime256v1 -genkey -noout -out "$PKI/$ca.key" 2>/dev/null
+    openssl req -x509 -new -key "$PKI/$ca.key" -subj "/CN=weft-$CLUSTER-$ca" -days 3650 -sha256 \
       -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
-      -addext "subjectKeyIdentifier=hash" -out "$PKI/ca.crt" 2>/dev/null
-  fi
+      -addext "subjectKeyIdentifier=hash" -out "$PKI/$ca.crt" 2>/dev/null
+  done
+  # Aggregation layer (API server -> extension API servers) client identity.
+  cert front-proxy-client "/CN=front-proxy-client" client "" front-proxy-ca
   cert apiserver "/CN=kube-apiserver" server \
     "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost,DNS:$NODE_NAME,IP:$NODE_IP,IP:$API_SVC_IP,IP:127.0.0.1"
   cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" client
@@ -191,6 +195,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$PAUSE_IMAGE"
   enable_cdi = false
+  # This VM withholds CAP_SYS_RESOURCE, so runc cannot lower oom_score_adj
+  # (the sandbox asks for -998): clamp to containerd's own score instead.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -275,6 +282,7 @@ healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
 conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 iptables: {syncPeriod: 10s, minSyncPeriod: 0s}
+nodePortAddresses: [primary]
 EOF
 }
 
@@ -287,7 +295,13 @@ build_images() {
   [[ -f "$IMG_DIR/coredns.tar" ]] || "$E2E_CLUSTER_DIR/build-image.sh" --port 53/udp --port 53/tcp \
     "$COREDNS_IMAGE" "$IMG_DIR/coredns.tar" "$BIN/coredns"
   if [[ ! -f "$IMG_DIR/toolbox.tar" && -x /bin/busybox ]]; then
-    "$E2E_CLUSTER_DIR/build-image.sh" --dest /bin --arg sh "$TOOLBOX_IMAGE" "$IMG_DIR/toolbox.tar" /bin/busybox
+    # /bin/busybox plus a /bin/<applet> link for every applet, so that
+    # `command: [sleep, "3600"]` or `sh -c '…'` work as usual.
+    local tb; tb="$(mktemp -d)"; mkdir "$tb/bin"; cp /bin/busybox "$tb/bin/busybox"
+    for a in $(/bin/busybox --list); do [[ "$a" == busybox ]] || ln -s busybox "$tb/bin/$a"; done
+    "$E2E_CLUSTER_DIR/build-image.sh" --dest / --arg sh --env PATH=/bin \
+      "$TOOLBOX_IMAGE" "$IMG_DIR/toolbox.tar" "$tb/bin/busybox" "$tb/bin"
+    rm -rf "$tb"
   fi
 }
 import_images() {
@@ -345,6 +359,12 @@ start_control_plane() {
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
     --api-audiences https://kubernetes.default.svc.cluster.local \
+    --requestheader-client-ca-file "$PKI/front-proxy-ca.crt" \
+    --requestheader-allowed-names front-proxy-client \
+    --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+    --requestheader-extra-headers-prefix X-Remote-Extra- \
+    --proxy-client-cert-file "$PKI/front-proxy-client.crt" --proxy-client-key-file "$PKI/front-proxy-client.key" \
+    --enable-aggregator-routing=true \
     --authorization-mode Node,RBAC \
     --enable-admission-plugins NodeRestriction \
     --allow-privileged=true \
