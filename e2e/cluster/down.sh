@@ -42,8 +42,10 @@ if [[ -d "$shim_dir" ]]; then
   done < <(find "$shim_dir" -name init.pid 2>/dev/null)
 fi
 netns_paths=()
+container_ids=()
 if [[ -S "$CTR_SOCK" ]] && pid_alive containerd; then
   for id in $(ctr_c containers ls -q 2>/dev/null); do
+    container_ids+=("$id")
     while IFS= read -r p; do netns_paths+=("$p"); done \
       < <(ctr_c containers info "$id" 2>/dev/null | grep -o '"/var/run/netns/[^"]*"' | tr -d '"' | sort -u)
   done
@@ -101,6 +103,9 @@ for l in /var/log/containers/*.log; do
   [[ -L "$l" && "$(readlink "$l")" == "$STATE"/* ]] && rm -f "$l"
 done
 rm -rf /var/lib/cni/results/"weft-$CLUSTER"-* 2>/dev/null || true
+for id in "${container_ids[@]}"; do   # containerd's own loopback network cache
+  rm -f /var/lib/cni/results/*-"$id"-* 2>/dev/null || true
+done
 
 # 8. State.
 if [[ -d "$STATE" ]]; then

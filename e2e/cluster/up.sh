@@ -140,7 +140,7 @@ setup_pki() {
 # kubeconfig <file> <cert-name> <server>
 kubeconfig() {
   local f="$1" c="$2" server="$3"
-  cat >"$f.tmp" <<EOF
+  put "$f" 600 <<EOF
 apiVersion: v1
 kind: Config
 clusters:
@@ -158,10 +158,16 @@ contexts:
   context: {cluster: weft-$CLUSTER, user: $c}
 current-context: weft-$CLUSTER
 EOF
-  chmod 600 "$f.tmp"; mv "$f.tmp" "$f"
 }
 
 # ---------------------------------------------------------------- config files
+# put <file> [mode]: write stdin to <file> only if the content changed, by
+# rename (kube-proxy exits when its config file is rewritten under it).
+put() {
+  local f="$1" mode="${2:-644}"
+  cat >"$f.tmp"; chmod "$mode" "$f.tmp"
+  if cmp -s "$f.tmp" "$f"; then rm -f "$f.tmp"; else mv -f "$f.tmp" "$f"; fi
+}
 write_configs() {
   local server="https://$NODE_IP:$API_PORT"
   mkdir -p "$STATE/conf" "$STATE/cni/net.d" "$STATE/cni/ipam" "$STATE/kubelet" "$STATE/pod-logs" \
@@ -174,9 +180,9 @@ write_configs() {
 
   # Pods get this resolv.conf for dnsPolicy Default: no upstream resolver
   # outside the machine is ever used.
-  echo "nameserver 127.0.0.1" >"$STATE/conf/resolv.conf"
+  echo "nameserver 127.0.0.1" | put "$STATE/conf/resolv.conf"
 
-  cat >"$STATE/conf/containerd.toml" <<EOF
+  put "$STATE/conf/containerd.toml" <<EOF
 version = 2
 root = "$STATE/containerd/root"
 state = "$STATE/containerd/state"
@@ -211,7 +217,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     max_conf_num = 1
 EOF
 
-  cat >"$STATE/cni/net.d/10-weft.conflist" <<EOF
+  put "$STATE/cni/net.d/10-weft.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
   "name": "weft-$CLUSTER",
@@ -234,7 +240,7 @@ EOF
 }
 EOF
 
-  cat >"$STATE/conf/kubelet.yaml" <<EOF
+  put "$STATE/conf/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 authentication:
@@ -270,7 +276,7 @@ fileCheckFrequency: 10s
 shutdownGracePeriod: 0s
 EOF
 
-  cat >"$STATE/conf/kube-proxy.yaml" <<EOF
+  put "$STATE/conf/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection: {kubeconfig: $STATE/conf/kube-proxy.kubeconfig}
@@ -403,7 +409,7 @@ start_node() {
 
 apply_addons() {
   sed -e "s|@DNS_SVC_IP@|$DNS_SVC_IP|g" -e "s|@COREDNS_IMAGE@|$COREDNS_IMAGE|g" \
-    "$E2E_CLUSTER_DIR/manifests/coredns.yaml" >"$STATE/conf/coredns.yaml"
+    "$E2E_CLUSTER_DIR/manifests/coredns.yaml" | put "$STATE/conf/coredns.yaml"
   wait_for "applying CoreDNS manifests" kube-apiserver K apply --server-side --force-conflicts \
     --field-manager weft-e2e-cluster -f "$STATE/conf/coredns.yaml"
 }
