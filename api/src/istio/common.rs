@@ -114,7 +114,7 @@ pub struct Percent {
 }
 
 /// How a string is matched: exactly, by prefix, or by an RE2 regular expression.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum StringMatch {
     /// Exact string match.
@@ -123,6 +123,28 @@ pub enum StringMatch {
     Prefix(String),
     /// RE2 style regex-based match.
     Regex(String),
+}
+
+// Read as a one-key object rather than through serde's enum access: YAML
+// deserializers (serde_yaml_ng) only accept enums written as `!tag`, so a
+// derived impl cannot read `{exact: canary}` from YAML. JSON is unaffected.
+impl<'de> Deserialize<'de> for StringMatch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Fields {
+            exact: Option<String>,
+            prefix: Option<String>,
+            regex: Option<String>,
+        }
+        match Fields::deserialize(d)? {
+            Fields { exact: Some(s), prefix: None, regex: None } => Ok(Self::Exact(s)),
+            Fields { exact: None, prefix: Some(s), regex: None } => Ok(Self::Prefix(s)),
+            Fields { exact: None, prefix: None, regex: Some(s) } => Ok(Self::Regex(s)),
+            _ => Err(serde::de::Error::custom(
+                "a string match needs exactly one of exact, prefix or regex",
+            )),
+        }
+    }
 }
 
 /// Selects the pods a policy applies to by their labels.
@@ -197,5 +219,13 @@ mod tests {
         let m: StringMatch = serde_json::from_str(r#"{"exact":"canary"}"#).expect("valid match");
         assert_eq!(m, StringMatch::Exact("canary".into()));
         assert_eq!(serde_json::to_string(&m).expect("serializes"), r#"{"exact":"canary"}"#);
+    }
+
+    #[test]
+    fn string_match_reads_from_yaml_and_needs_one_key() {
+        let m: StringMatch = serde_yaml_ng::from_str("prefix: /v1/").expect("YAML match");
+        assert_eq!(m, StringMatch::Prefix("/v1/".into()));
+        assert!(serde_json::from_str::<StringMatch>("{}").is_err());
+        assert!(serde_json::from_str::<StringMatch>(r#"{"exact":"a","regex":"b"}"#).is_err());
     }
 }

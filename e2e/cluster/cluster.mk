@@ -1,0 +1,26 @@
+# Local real-Kubernetes clusters for end-to-end tests (see e2e/cluster/README.md).
+# Included by the root Makefile, which sets CLUSTER ?= a and WEFT_CACHE.
+
+E2E_CLUSTER := e2e/cluster
+ARCHIVE ?=
+
+.PHONY: cluster-deps cluster-binaries cluster-up cluster-down cluster-kubeconfig image-load
+
+cluster-deps: ## install the Debian packages the local clusters need (root)
+	$(E2E_CLUSTER)/install-deps.sh
+
+cluster-binaries: ## build (or reuse cached) Kubernetes, etcd, CoreDNS binaries
+	$(E2E_CLUSTER)/build.sh
+
+cluster-up: cluster-deps ## start local cluster CLUSTER (a|b), wait for node Ready and CoreDNS
+	$(E2E_CLUSTER)/up.sh $(CLUSTER)
+
+cluster-down: ## stop local cluster CLUSTER and remove its state
+	$(E2E_CLUSTER)/down.sh $(CLUSTER)
+
+cluster-kubeconfig: ## print the admin kubeconfig path of cluster CLUSTER
+	@source $(E2E_CLUSTER)/lib.sh && cluster_vars $(CLUSTER) && echo "$$KUBECONFIG_ADMIN"
+
+image-load: ## import an image archive into cluster CLUSTER: make image-load CLUSTER=a ARCHIVE=x.tar
+	@test -n "$(ARCHIVE)" || { echo "image-load: set ARCHIVE=path/to/image.tar" >&2; exit 2; }
+	$(E2E_CLUSTER)/image-load.sh $(CLUSTER) $(ARCHIVE)
