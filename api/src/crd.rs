@@ -39,12 +39,18 @@ pub fn gateway_api() -> Vec<CustomResourceDefinition> {
     ]
     .into_iter()
     .map(|mut crd| {
-        let annotations = crd.metadata.annotations.get_or_insert_with(Default::default);
+        let annotations = crd
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default);
         annotations.insert(
             "gateway.networking.k8s.io/bundle-version".into(),
             GATEWAY_API_BUNDLE_VERSION.into(),
         );
-        annotations.insert("gateway.networking.k8s.io/channel".into(), "standard".into());
+        annotations.insert(
+            "gateway.networking.k8s.io/channel".into(),
+            "standard".into(),
+        );
         crd
     })
     .collect()
@@ -52,17 +58,20 @@ pub fn gateway_api() -> Vec<CustomResourceDefinition> {
 
 /// Adds a served, non-storage copy of the CRD's stored version under another
 /// name: both versions share one schema, so no conversion is needed.
-pub fn also_served_as(mut crd: CustomResourceDefinition, version: &str) -> CustomResourceDefinition {
+pub fn also_served_as(
+    mut crd: CustomResourceDefinition,
+    version: &str,
+) -> CustomResourceDefinition {
     let stored = crd.spec.versions.iter().find(|v| v.storage).cloned();
-    if let Some(stored) = stored {
-        if crd.spec.versions.iter().all(|v| v.name != version) {
-            crd.spec.versions.push(CustomResourceDefinitionVersion {
-                name: version.to_owned(),
-                storage: false,
-                served: true,
-                ..stored
-            });
-        }
+    if let Some(stored) = stored
+        && crd.spec.versions.iter().all(|v| v.name != version)
+    {
+        crd.spec.versions.push(CustomResourceDefinitionVersion {
+            name: version.to_owned(),
+            storage: false,
+            served: true,
+            ..stored
+        });
     }
     crd
 }
@@ -84,11 +93,20 @@ pub fn to_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_yaml_ng::
 #[derive(Debug, thiserror::Error)]
 pub enum CrdError {
     #[error("cannot render CRD {name} as YAML: {source}")]
-    Render { name: String, source: serde_yaml_ng::Error },
+    Render {
+        name: String,
+        source: serde_yaml_ng::Error,
+    },
     #[error("cannot write {path}: {source} (does the directory exist and is it writable?)")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Name of the kustomization listing the CRD files.
@@ -118,12 +136,21 @@ pub fn render_all() -> Result<Vec<(String, String)>, CrdError> {
 /// there. Returns the number of CRDs written.
 pub fn write_all(dir: &Path) -> Result<usize, CrdError> {
     let files = render_all()?;
-    std::fs::create_dir_all(dir).map_err(|source| CrdError::Write { path: dir.to_owned(), source })?;
-    let entries = std::fs::read_dir(dir).map_err(|source| CrdError::Read { path: dir.to_owned(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| CrdError::Write {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let entries = std::fs::read_dir(dir).map_err(|source| CrdError::Read {
+        path: dir.to_owned(),
+        source,
+    })?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(".yaml") && !files.iter().any(|(f, _)| *f == name) {
-            std::fs::remove_file(entry.path()).map_err(|source| CrdError::Write { path: entry.path(), source })?;
+            std::fs::remove_file(entry.path()).map_err(|source| CrdError::Write {
+                path: entry.path(),
+                source,
+            })?;
         }
     }
     for (name, contents) in &files {
@@ -140,15 +167,28 @@ mod tests {
     #[test]
     fn istio_kinds_are_served_at_v1_and_v1beta1_with_v1_stored() {
         for crd in all().iter().filter(|c| c.spec.group.ends_with("istio.io")) {
-            let names: Vec<_> = crd.spec.versions.iter().map(|v| (v.name.as_str(), v.served, v.storage)).collect();
-            assert_eq!(names, [("v1", true, true), ("v1beta1", true, false)], "{}", crd.spec.names.kind);
+            let names: Vec<_> = crd
+                .spec
+                .versions
+                .iter()
+                .map(|v| (v.name.as_str(), v.served, v.storage))
+                .collect();
+            assert_eq!(
+                names,
+                [("v1", true, true), ("v1beta1", true, false)],
+                "{}",
+                crd.spec.names.kind
+            );
             assert_eq!(crd.spec.versions[0].schema, crd.spec.versions[1].schema);
         }
     }
 
     #[test]
     fn every_kind_the_design_names_is_present_once() {
-        let mut kinds: Vec<_> = all().iter().map(|c| format!("{}/{}", c.spec.group, c.spec.names.kind)).collect();
+        let mut kinds: Vec<_> = all()
+            .iter()
+            .map(|c| format!("{}/{}", c.spec.group, c.spec.names.kind))
+            .collect();
         let total = kinds.len();
         kinds.sort();
         kinds.dedup();

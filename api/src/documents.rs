@@ -8,14 +8,18 @@ use serde_json::Value;
 #[derive(Debug, thiserror::Error)]
 pub enum DocumentError {
     #[error("YAML document {index} is not valid YAML: {source}")]
-    Yaml { index: usize, source: serde_yaml_ng::Error },
+    Yaml {
+        index: usize,
+        source: serde_yaml_ng::Error,
+    },
 }
 
 /// Every non-empty document of a YAML stream, as JSON values.
 pub fn from_yaml(text: &str) -> Result<Vec<Value>, DocumentError> {
     let mut docs = Vec::new();
     for (index, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let value = Value::deserialize(de).map_err(|source| DocumentError::Yaml { index, source })?;
+        let value =
+            Value::deserialize(de).map_err(|source| DocumentError::Yaml { index, source })?;
         if !value.is_null() {
             docs.push(value);
         }
@@ -30,7 +34,10 @@ mod tests {
     #[test]
     fn splits_documents_and_skips_empty_ones() {
         let docs = from_yaml("# c\na: 1\n---\n---\nb: [x]\n").expect("valid YAML");
-        assert_eq!(docs, vec![serde_json::json!({"a": 1}), serde_json::json!({"b": ["x"]})]);
+        assert_eq!(
+            docs,
+            vec![serde_json::json!({"a": 1}), serde_json::json!({"b": ["x"]})]
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@
 
 pub mod crd;
 pub mod documents;
-pub mod validate;
 pub mod gateway;
 pub mod istio;
 pub mod kinds;
+pub mod validate;
 pub mod weft;

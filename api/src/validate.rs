@@ -77,32 +77,47 @@ impl Schemas {
 
     /// Validates one object. `Ok(vec![])` means the API server would accept it.
     pub fn validate(&self, object: &Value) -> Result<Vec<Violation>, ValidateError> {
-        let api_version = object.get("apiVersion").and_then(Value::as_str).ok_or(ValidateError::NoKind)?;
-        let kind = object.get("kind").and_then(Value::as_str).ok_or(ValidateError::NoKind)?;
-        let schema = self.schema(api_version, kind).ok_or_else(|| ValidateError::UnknownKind {
-            api_version: api_version.to_owned(),
-            kind: kind.to_owned(),
-        })?;
+        let api_version = object
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .ok_or(ValidateError::NoKind)?;
+        let kind = object
+            .get("kind")
+            .and_then(Value::as_str)
+            .ok_or(ValidateError::NoKind)?;
+        let schema = self
+            .schema(api_version, kind)
+            .ok_or_else(|| ValidateError::UnknownKind {
+                api_version: api_version.to_owned(),
+                kind: kind.to_owned(),
+            })?;
         let mut violations = Vec::new();
         check_structure(schema, object, "", &mut violations);
-        if violations.is_empty() {
-            if let Err(errors) = kube::core::cel::Validator::new().validate(schema, object, None) {
-                violations.extend(errors.into_vec().into_iter().map(|e| Violation {
-                    field: e.field_path,
-                    message: e.message,
-                }));
-            }
+        if violations.is_empty()
+            && let Err(errors) = kube::core::cel::Validator::new().validate(schema, object, None)
+        {
+            violations.extend(errors.into_vec().into_iter().map(|e| Violation {
+                field: e.field_path,
+                message: e.message,
+            }));
         }
         Ok(violations)
     }
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 fn violation(out: &mut Vec<Violation>, field: &str, message: String) {
-    out.push(Violation { field: field.to_owned(), message });
+    out.push(Violation {
+        field: field.to_owned(),
+        message,
+    });
 }
 
 /// Checks `value` against a structural schema the way the API server's
@@ -115,32 +130,63 @@ pub fn check_structure(schema: &Value, value: &Value, path: &str, out: &mut Vec<
     let flag = |name: &str| schema.get(name).and_then(Value::as_bool).unwrap_or(false);
     if flag("x-kubernetes-int-or-string") {
         if !(value.is_i64() || value.is_u64() || value.is_string()) {
-            violation(out, path, format!("must be an integer or a string, got {}", type_name(value)));
+            violation(
+                out,
+                path,
+                format!("must be an integer or a string, got {}", type_name(value)),
+            );
         }
         return;
     }
     let ty = schema.get("type").and_then(Value::as_str);
     match (ty, value) {
-        (Some("object"), Value::Object(map)) => check_object(schema, map, path, flag("x-kubernetes-preserve-unknown-fields"), out),
+        (Some("object"), Value::Object(map)) => check_object(
+            schema,
+            map,
+            path,
+            flag("x-kubernetes-preserve-unknown-fields"),
+            out,
+        ),
         (Some("array"), Value::Array(items)) => check_array(schema, items, path, out),
         (Some("string"), Value::String(s)) => check_string(schema, s, path, out),
-        (Some("integer"), Value::Number(n)) if n.is_i64() || n.is_u64() => check_number(schema, n.as_f64().unwrap_or_default(), path, out),
-        (Some("number"), Value::Number(n)) => check_number(schema, n.as_f64().unwrap_or_default(), path, out),
+        (Some("integer"), Value::Number(n)) if n.is_i64() || n.is_u64() => {
+            check_number(schema, n.as_f64().unwrap_or_default(), path, out)
+        }
+        (Some("number"), Value::Number(n)) => {
+            check_number(schema, n.as_f64().unwrap_or_default(), path, out)
+        }
         (Some("boolean"), Value::Bool(_)) => {}
         (None, _) => {
-            if let Value::Object(map) = value {
-                if schema.get("properties").is_some() {
-                    check_object(schema, map, path, flag("x-kubernetes-preserve-unknown-fields"), out);
-                }
+            if let Value::Object(map) = value
+                && schema.get("properties").is_some()
+            {
+                check_object(
+                    schema,
+                    map,
+                    path,
+                    flag("x-kubernetes-preserve-unknown-fields"),
+                    out,
+                );
             }
         }
-        (Some(want), got) => violation(out, path, format!("must be of type {want}, got {}", type_name(got))),
+        (Some(want), got) => violation(
+            out,
+            path,
+            format!("must be of type {want}, got {}", type_name(got)),
+        ),
     }
-    if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
-        if !allowed.contains(value) {
-            let names: Vec<String> = allowed.iter().map(|v| v.to_string()).collect();
-            violation(out, path, format!("Unsupported value: {value}: supported values: {}", names.join(", ")));
-        }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+        && !allowed.contains(value)
+    {
+        let names: Vec<String> = allowed.iter().map(|v| v.to_string()).collect();
+        violation(
+            out,
+            path,
+            format!(
+                "Unsupported value: {value}: supported values: {}",
+                names.join(", ")
+            ),
+        );
     }
     check_one_of(schema, value, path, out);
 }
@@ -173,23 +219,31 @@ fn check_object(
             (None, None) => violation(out, &field, format!("unknown field \"{field}\"")),
         }
     }
-    if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64) {
-        if map.len() as u64 > max {
-            violation(out, path, format!("Too many: {}: must have at most {max} items", map.len()));
-        }
+    if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64)
+        && map.len() as u64 > max
+    {
+        violation(
+            out,
+            path,
+            format!("Too many: {}: must have at most {max} items", map.len()),
+        );
     }
 }
 
 fn check_array(schema: &Value, items: &[Value], path: &str, out: &mut Vec<Violation>) {
-    if let Some(max) = schema.get("maxItems").and_then(Value::as_u64) {
-        if items.len() as u64 > max {
-            violation(out, path, format!("Too many: {}: must have at most {max} items", items.len()));
-        }
+    if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
+        && items.len() as u64 > max
+    {
+        violation(
+            out,
+            path,
+            format!("Too many: {}: must have at most {max} items", items.len()),
+        );
     }
-    if let Some(min) = schema.get("minItems").and_then(Value::as_u64) {
-        if (items.len() as u64) < min {
-            violation(out, path, format!("must have at least {min} items"));
-        }
+    if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
+        && (items.len() as u64) < min
+    {
+        violation(out, path, format!("must have at least {min} items"));
     }
     if let Some(item_schema) = schema.get("items") {
         for (i, item) in items.iter().enumerate() {
@@ -200,37 +254,61 @@ fn check_array(schema: &Value, items: &[Value], path: &str, out: &mut Vec<Violat
 
 fn check_string(schema: &Value, s: &str, path: &str, out: &mut Vec<Violation>) {
     let len = s.chars().count() as u64;
-    if let Some(max) = schema.get("maxLength").and_then(Value::as_u64) {
-        if len > max {
-            violation(out, path, format!("Too long: may not be more than {max} bytes"));
-        }
+    if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
+        && len > max
+    {
+        violation(
+            out,
+            path,
+            format!("Too long: may not be more than {max} bytes"),
+        );
     }
-    if let Some(min) = schema.get("minLength").and_then(Value::as_u64) {
-        if len < min {
-            violation(out, path, format!("Invalid value: \"{s}\": should be at least {min} chars long"));
-        }
+    if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
+        && len < min
+    {
+        violation(
+            out,
+            path,
+            format!("Invalid value: \"{s}\": should be at least {min} chars long"),
+        );
     }
     if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
         match regex::Regex::new(pattern) {
             Ok(re) if !re.is_match(s) => {
-                violation(out, path, format!("Invalid value: \"{s}\": should match '{pattern}'"));
+                violation(
+                    out,
+                    path,
+                    format!("Invalid value: \"{s}\": should match '{pattern}'"),
+                );
             }
             Ok(_) => {}
-            Err(err) => violation(out, path, format!("schema pattern '{pattern}' does not compile: {err}")),
+            Err(err) => violation(
+                out,
+                path,
+                format!("schema pattern '{pattern}' does not compile: {err}"),
+            ),
         }
     }
 }
 
 fn check_number(schema: &Value, n: f64, path: &str, out: &mut Vec<Violation>) {
-    if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
-        if n < min {
-            violation(out, path, format!("Invalid value: {n}: should be greater than or equal to {min}"));
-        }
+    if let Some(min) = schema.get("minimum").and_then(Value::as_f64)
+        && n < min
+    {
+        violation(
+            out,
+            path,
+            format!("Invalid value: {n}: should be greater than or equal to {min}"),
+        );
     }
-    if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
-        if n > max {
-            violation(out, path, format!("Invalid value: {n}: should be less than or equal to {max}"));
-        }
+    if let Some(max) = schema.get("maximum").and_then(Value::as_f64)
+        && n > max
+    {
+        violation(
+            out,
+            path,
+            format!("Invalid value: {n}: should be less than or equal to {max}"),
+        );
     }
 }
 
@@ -245,7 +323,11 @@ fn check_one_of(schema: &Value, value: &Value, path: &str, out: &mut Vec<Violati
                 option
                     .get("required")
                     .and_then(Value::as_array)
-                    .is_some_and(|req| req.iter().filter_map(Value::as_str).all(|k| map.contains_key(k)))
+                    .is_some_and(|req| {
+                        req.iter()
+                            .filter_map(Value::as_str)
+                            .all(|k| map.contains_key(k))
+                    })
             })
             .count()
     };
@@ -253,19 +335,32 @@ fn check_one_of(schema: &Value, value: &Value, path: &str, out: &mut Vec<Violati
         let keys: Vec<String> = options
             .iter()
             .filter_map(|o| o.get("required").and_then(Value::as_array))
-            .map(|req| req.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("+"))
+            .map(|req| {
+                req.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join("+")
+            })
             .collect();
         keys.join(", ")
     };
-    if let Some(options) = schema.get("oneOf").and_then(Value::as_array) {
-        if satisfied(options) != 1 {
-            violation(out, path, format!("must set exactly one of: {}", names(options)));
-        }
+    if let Some(options) = schema.get("oneOf").and_then(Value::as_array)
+        && satisfied(options) != 1
+    {
+        violation(
+            out,
+            path,
+            format!("must set exactly one of: {}", names(options)),
+        );
     }
-    if let Some(options) = schema.get("anyOf").and_then(Value::as_array) {
-        if satisfied(options) == 0 {
-            violation(out, path, format!("must set at least one of: {}", names(options)));
-        }
+    if let Some(options) = schema.get("anyOf").and_then(Value::as_array)
+        && satisfied(options) == 0
+    {
+        violation(
+            out,
+            path,
+            format!("must set at least one of: {}", names(options)),
+        );
     }
 }
 
@@ -301,29 +396,56 @@ mod tests {
 
     #[test]
     fn a_valid_installation_has_no_violations() {
-        assert_eq!(violations(installation(json!({"version": "1.0.0"}))), Vec::<String>::new());
+        assert_eq!(
+            violations(installation(json!({"version": "1.0.0"}))),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
     fn structural_violations_name_the_field() {
         let cases = [
             (json!({}), "spec.version: Required value"),
-            (json!({"version": "one"}), "spec.version: Invalid value: \"one\": should match"),
-            (json!({"version": "1.0.0", "profile": "huge"}), "spec.profile: Unsupported value: \"huge\""),
-            (json!({"version": "1.0.0", "controlPlane": {"replicas": 0}}), "spec.controlPlane.replicas: Invalid value: 0"),
-            (json!({"version": "1.0.0", "controlPlane": {"replicas": "two"}}), "spec.controlPlane.replicas: must be of type integer, got string"),
-            (json!({"version": "1.0.0", "colour": "blue"}), "spec.colour: unknown field \"spec.colour\""),
+            (
+                json!({"version": "one"}),
+                "spec.version: Invalid value: \"one\": should match",
+            ),
+            (
+                json!({"version": "1.0.0", "profile": "huge"}),
+                "spec.profile: Unsupported value: \"huge\"",
+            ),
+            (
+                json!({"version": "1.0.0", "controlPlane": {"replicas": 0}}),
+                "spec.controlPlane.replicas: Invalid value: 0",
+            ),
+            (
+                json!({"version": "1.0.0", "controlPlane": {"replicas": "two"}}),
+                "spec.controlPlane.replicas: must be of type integer, got string",
+            ),
+            (
+                json!({"version": "1.0.0", "colour": "blue"}),
+                "spec.colour: unknown field \"spec.colour\"",
+            ),
         ];
         for (spec, want) in cases {
             let got = violations(installation(spec.clone()));
-            assert!(got.iter().any(|v| v.starts_with(want)), "{spec}: want {want:?}, got {got:?}");
+            assert!(
+                got.iter().any(|v| v.starts_with(want)),
+                "{spec}: want {want:?}, got {got:?}"
+            );
         }
     }
 
     #[test]
     fn cel_rules_are_evaluated() {
-        let got = violations(installation(json!({"version": "1.0.0", "certificates": {"ca": {"type": "PluggedIn"}}})));
-        assert!(got.iter().any(|v| v.contains("spec.certificates.ca.secretRef is required")), "{got:?}");
+        let got = violations(installation(
+            json!({"version": "1.0.0", "certificates": {"ca": {"type": "PluggedIn"}}}),
+        ));
+        assert!(
+            got.iter()
+                .any(|v| v.contains("spec.certificates.ca.secretRef is required")),
+            "{got:?}"
+        );
     }
 
     #[test]

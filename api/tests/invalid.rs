@@ -10,7 +10,11 @@ use weft_api::validate::Schemas;
 fn every_invalid_document_is_refused_with_its_reason() {
     let schemas = Schemas::default();
     let table = common::invalid_documents();
-    assert!(table.len() >= 10, "the invalid table should cover each rule family, found {}", table.len());
+    assert!(
+        table.len() >= 10,
+        "the invalid table should cover each rule family, found {}",
+        table.len()
+    );
     let mut failures = Vec::new();
     for case in &table {
         let violations = schemas

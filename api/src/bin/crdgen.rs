@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "config/crd".into()));
+    let dir = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .unwrap_or_else(|| "config/crd".into()),
+    );
     match weft_api::crd::write_all(&dir) {
         Ok(written) => {
             println!("wrote {written} CRDs to {}", dir.display());

@@ -49,7 +49,10 @@ pub const DEFAULT_INTERMEDIATE_CERT_TTL: &str = "8760h";
 pub struct MeshInstallationSpec {
     /// Weft version to run, e.g. `1.0.0`. Changing it upgrades the mesh
     /// according to `updateStrategy`.
-    #[schemars(length(min = 1, max = 64), regex(pattern = r"^v?[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?$"))]
+    #[schemars(
+        length(min = 1, max = 64),
+        regex(pattern = r"^v?[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?$")
+    )]
     pub version: String,
 
     /// How a version change rolls out.
@@ -446,16 +449,19 @@ pub struct Certificates {
     /// Lifetime of a self-signed root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = DEFAULT_ROOT_CERT_TTL))]
+    #[serde(rename = "rootCertTTL")]
     pub root_cert_ttl: Option<Duration>,
 
     /// Lifetime of the signing intermediate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = DEFAULT_INTERMEDIATE_CERT_TTL))]
+    #[serde(rename = "intermediateCertTTL")]
     pub intermediate_cert_ttl: Option<Duration>,
 
     /// Lifetime of a workload certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = DEFAULT_WORKLOAD_CERT_TTL))]
+    #[serde(rename = "workloadCertTTL")]
     pub workload_cert_ttl: Option<Duration>,
 
     /// When certificates are renewed.

@@ -23,5 +23,9 @@ pub const VERSION: &str = "v1alpha1";
 
 /// The CRDs of `weft.dev`.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![MeshInstallation::crd(), MeshRevision::crd(), MeshRevisionTag::crd()]
+    vec![
+        MeshInstallation::crd(),
+        MeshRevision::crd(),
+        MeshRevisionTag::crd(),
+    ]
 }

@@ -5,7 +5,8 @@
 pub const DNS_LABEL_MAX: usize = 63;
 
 /// CEL rule: `self` (a string) is an RFC 1123 DNS label.
-pub const DNS_LABEL_CEL: &str = "size(self) <= 63 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')";
+pub const DNS_LABEL_CEL: &str =
+    "size(self) <= 63 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')";
 
 /// Whether `name` is an RFC 1123 DNS label: lower-case alphanumerics and `-`,
 /// starting and ending alphanumeric, at most 63 characters.
@@ -25,7 +26,13 @@ pub fn revision_for_version(version: &str) -> Option<String> {
     let name: String = version
         .trim_start_matches('v')
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     is_dns_label(&name).then_some(name)
 }
@@ -47,8 +54,14 @@ mod tests {
     #[test]
     fn revisions_from_versions() {
         assert_eq!(revision_for_version("1.24.3").as_deref(), Some("1-24-3"));
-        assert_eq!(revision_for_version("v1.25.0-rc.1").as_deref(), Some("1-25-0-rc-1"));
-        assert_eq!(revision_for_version("1.2.3+build").as_deref(), Some("1-2-3-build"));
+        assert_eq!(
+            revision_for_version("v1.25.0-rc.1").as_deref(),
+            Some("1-25-0-rc-1")
+        );
+        assert_eq!(
+            revision_for_version("1.2.3+build").as_deref(),
+            Some("1-2-3-build")
+        );
         assert_eq!(revision_for_version("..."), None);
     }
 }

@@ -9,7 +9,10 @@ use serde_json::Value;
 
 /// The repository root (the workspace above `api/`).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("api/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("api/ has a parent")
+        .to_path_buf()
 }
 
 /// Every `.yaml` file below `dir`, sorted, recursively.
@@ -32,7 +35,8 @@ pub fn yaml_files(dir: &Path) -> Vec<PathBuf> {
 
 /// The documents of a YAML file.
 pub fn documents(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     weft_api::documents::from_yaml(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -61,8 +65,18 @@ pub fn invalid_documents() -> Vec<Invalid> {
             };
             let (field, reason) = (header("field"), header("reason"));
             let mut docs = documents(&path);
-            assert_eq!(docs.len(), 1, "{}: one document per invalid file", path.display());
-            Invalid { path, field, reason, document: docs.remove(0) }
+            assert_eq!(
+                docs.len(),
+                1,
+                "{}: one document per invalid file",
+                path.display()
+            );
+            Invalid {
+                path,
+                field,
+                reason,
+                document: docs.remove(0),
+            }
         })
         .collect()
 }
