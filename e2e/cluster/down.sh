@@ -32,9 +32,14 @@ stop_named kube-controller-manager
 
 # 2. Containers, through the cluster's own containerd while it runs.
 shim_dir="$STATE/containerd/state/io.containerd.runtime.v2.task"
-shim_pids=()
+shim_pids=()   # containerd 1.6 records each task's init pid; its parent is the shim
 if [[ -d "$shim_dir" ]]; then
-  while IFS= read -r f; do shim_pids+=("$(cat "$f")"); done < <(find "$shim_dir" -name shim.pid 2>/dev/null)
+  while IFS= read -r f; do
+    pid="$(cat "$f" 2>/dev/null || true)"
+    [[ "$pid" =~ ^[0-9]+$ && -d /proc/$pid ]] || continue
+    ppid="$(awk '/^PPid:/{print $2}' "/proc/$pid/status" 2>/dev/null || true)"
+    [[ "$ppid" =~ ^[0-9]+$ && "$(readlink "/proc/$ppid/exe" 2>/dev/null)" == *containerd-shim* ]] && shim_pids+=("$ppid")
+  done < <(find "$shim_dir" -name init.pid 2>/dev/null)
 fi
 netns_paths=()
 if [[ -S "$CTR_SOCK" ]] && pid_alive containerd; then
@@ -73,7 +78,7 @@ done
 # 5. Mounts: everything under the state dir, and the pods' network namespaces.
 umount_under() {
   local prefix="$1" m
-  awk '{print $5}' /proc/self/mountinfo | grep -F "$prefix" | sort -r | while IFS= read -r m; do
+  awk '{print $5}' /proc/self/mountinfo | { grep -F "$prefix" || true; } | sort -r | while IFS= read -r m; do
     [[ "$m" == "$prefix" || "$m" == "$prefix"/* ]] && umount -l "$m" 2>/dev/null || true
   done
 }

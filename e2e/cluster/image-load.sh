@@ -13,5 +13,5 @@ archive="$2"
 [[ -f "$archive" ]] || die "no such archive: $archive"
 [[ -S "$CTR_SOCK" ]] && pid_alive containerd \
   || die "cluster '$CLUSTER' is not running (no containerd at $CTR_SOCK); start it with: e2e/cluster/up.sh $CLUSTER"
-out="$(ctr_c images import --digests "$archive" 2>&1)" || die "import of $archive failed: $out"
+out="$(ctr_c images import "$archive" 2>&1)" || die "import of $archive failed: $out"
 echo "$out" | grep -v '^\s*$' | sed "s/^/image-load.sh: [$CLUSTER] /" >&2

@@ -3,11 +3,11 @@
 # Address plan, for cluster <name> with index N (a=1, b=2, ... h=8):
 #   root-ns veth  weft-<name>     10.100.N.1/24
 #   node IP       eth0 in netns   10.100.N.2/24   (kubeconfig server https://10.100.N.2:6443)
-#   pod CIDR      10.(110+N-1).0.0/16, node podCIDR 10.(110+N-1).0.0/24   (a: 10.110/16, b: 10.111/16)
+#   pod CIDR      10.(112+N-1).0.0/16, node podCIDR 10.(112+N-1).0.0/24   (a: 10.112/16, b: 10.113/16)
 #   service CIDR  10.(120+N-1).0.0/16  (a: 10.120/16, b: 10.121/16)
 #                 kubernetes = .0.1, kube-dns = .0.10
 # Routes: in the root netns each pod CIDR via its node IP; in each node netns
-# 10.100.0.0/16 and 10.110.0.0/13 (every cluster's node and pod addresses) via
+# 10.100.0.0/16 and 10.112.0.0/13 (every cluster's node and pod addresses) via
 # the root-ns veth. No default route, and a root-ns FORWARD rule drops
 # anything from a cluster veth to a non-cluster interface: nothing in a
 # cluster can reach outside the machine.
@@ -36,9 +36,9 @@ cluster_vars() {
   HOST_IP="10.100.$IDX.1"
   NODE_IP="10.100.$IDX.2"
   NODE_NAME="weft-$CLUSTER"
-  POD_CIDR="10.$((110 + IDX - 1)).0.0/16"
-  NODE_POD_CIDR="10.$((110 + IDX - 1)).0.0/24"
-  NODE_POD_GW="10.$((110 + IDX - 1)).0.1"
+  POD_CIDR="10.$((112 + IDX - 1)).0.0/16"
+  NODE_POD_CIDR="10.$((112 + IDX - 1)).0.0/24"
+  NODE_POD_GW="10.$((112 + IDX - 1)).0.1"
   SVC_CIDR="10.$((120 + IDX - 1)).0.0/16"
   API_SVC_IP="10.$((120 + IDX - 1)).0.1"
   DNS_SVC_IP="10.$((120 + IDX - 1)).0.10"

@@ -53,7 +53,7 @@ start() {
   local name="$1"; shift
   if pid_alive "$name"; then return 0; fi
   echo "---- $(date -u +%FT%TZ) starting: $*" >>"$LOGS/$name.log"
-  nsenter --net="/run/netns/$NETNS" -- setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  nsenter --net="/run/netns/$NETNS" -- setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 7>&- &
   echo $! >"$PIDS/$name.pid"
 }
 
@@ -72,7 +72,7 @@ setup_network() {
   ip -n "$NETNS" link set "$VETH_NODE" up
   ip -n "$NETNS" route replace 10.100.0.0/16 via "$HOST_IP" dev "$VETH_NODE" 2>/dev/null \
     || true # the /24 is connected; the /16 covers the other clusters' node links
-  ip -n "$NETNS" route replace 10.110.0.0/13 via "$HOST_IP" dev "$VETH_NODE"
+  ip -n "$NETNS" route replace 10.112.0.0/13 via "$HOST_IP" dev "$VETH_NODE"
   ip route replace "$POD_CIDR" via "$NODE_IP" dev "$VETH_HOST"
   in_netns sysctl -qw net.ipv4.ip_forward=1
   in_netns sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true
@@ -296,7 +296,7 @@ import_images() {
   for pair in "$PAUSE_IMAGE=pause" "$COREDNS_IMAGE=coredns" "$TOOLBOX_IMAGE=toolbox"; do
     ref="${pair%%=*}" tar="$IMG_DIR/${pair#*=}.tar"
     [[ -f "$tar" ]] || continue
-    grep -qxF "$ref" <<<"$have" || ctr_c images import --digests "$tar" >/dev/null \
+    grep -qxF "$ref" <<<"$have" || ctr_c images import "$tar" >/dev/null \
       || die "importing $tar into containerd failed; see $LOGS/containerd.log"
   done
 }

@@ -139,22 +139,11 @@ impl<'de> Deserialize<'de> for StringMatch {
             prefix: Option<String>,
             regex: Option<String>,
         }
-        match Fields::deserialize(d)? {
-            Fields {
-                exact: Some(s),
-                prefix: None,
-                regex: None,
-            } => Ok(Self::Exact(s)),
-            Fields {
-                exact: None,
-                prefix: Some(s),
-                regex: None,
-            } => Ok(Self::Prefix(s)),
-            Fields {
-                exact: None,
-                prefix: None,
-                regex: Some(s),
-            } => Ok(Self::Regex(s)),
+        let fields = Fields::deserialize(d)?;
+        match (fields.exact, fields.prefix, fields.regex) {
+            (Some(s), None, None) => Ok(Self::Exact(s)),
+            (None, Some(s), None) => Ok(Self::Prefix(s)),
+            (None, None, Some(s)) => Ok(Self::Regex(s)),
             _ => Err(serde::de::Error::custom(
                 "a string match needs exactly one of exact, prefix or regex",
             )),

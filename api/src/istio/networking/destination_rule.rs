@@ -25,17 +25,8 @@ use crate::istio::common::{Duration, IstioStatus, PortSelector, WorkloadSelector
     category = "networking-istio-io",
     cel,
     doc = "Policies for traffic to a service: load balancing, connection pool, outlier detection, TLS and subsets.",
-    printcolumn(
-        name = "Host",
-        type_ = "string",
-        description = "The name of a service from the service registry",
-        json_path = ".spec.host"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn = r#"{"name":"Host","type":"string","jsonPath":".spec.host","description":"Service host the policies apply to"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new(
@@ -86,7 +77,7 @@ pub struct TrafficPolicy {
     /// Overrides for single ports; a port-level policy replaces the
     /// top-level one field group by field group.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 32))]
     pub port_level_settings: Vec<PortTrafficPolicy>,
     /// Tunnel the connection (HTTP CONNECT) through the upstream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -413,4 +404,203 @@ pub struct RetryBudget {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = min_1ms("retryBudget.budgetInterval must be at least 1ms"))]
     pub budget_interval: Option<Duration>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::istio::networking::test_support::*;
+
+    /// The DestinationRule of the reference users come from.
+    const REFERENCE: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: payments-api
+  namespace: payments
+spec:
+  host: payments-api.payments.svc.cluster.local
+  trafficPolicy:
+    connectionPool:
+      tcp:
+        maxConnections: 100
+      http:
+        http1MaxPendingRequests: 50
+        http2MaxRequests: 1000
+        maxRequestsPerConnection: 10
+    outlierDetection:        # Circuit breaking
+      consecutive5xxErrors: 5
+      interval: 30s
+      baseEjectionTime: 30s
+      maxEjectionPercent: 50
+  subsets:
+    - name: v1
+      labels:
+        version: v1
+    - name: v2
+      labels:
+        version: v2
+"#;
+
+    fn dr(spec: &str) -> DestinationRule {
+        parse(&with_spec("DestinationRule", spec))
+    }
+
+    #[test]
+    fn reference_destination_rule_parses_and_validates() {
+        let dr: DestinationRule = assert_round_trip(REFERENCE);
+        assert_eq!(dr.spec.host, "payments-api.payments.svc.cluster.local");
+        let policy = dr.spec.traffic_policy.as_ref().expect("trafficPolicy");
+        let pool = policy.connection_pool.as_ref().expect("connectionPool");
+        assert_eq!(pool.tcp.as_ref().and_then(|t| t.max_connections), Some(100));
+        let http = pool.http.as_ref().expect("http pool");
+        assert_eq!(http.http1_max_pending_requests, Some(50));
+        assert_eq!(http.http2_max_requests, Some(1000));
+        assert_eq!(http.max_requests_per_connection, Some(10));
+        let outlier = policy.outlier_detection.as_ref().expect("outlierDetection");
+        assert_eq!(outlier.consecutive_5xx_errors, Some(5));
+        assert_eq!(outlier.interval, Some(Duration::from("30s")));
+        assert_eq!(outlier.base_ejection_time, Some(Duration::from("30s")));
+        assert_eq!(outlier.max_ejection_percent, Some(50));
+        let names: Vec<_> = dr.spec.subsets.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["v1", "v2"]);
+        dr.validate_cel()
+            .expect("reference object passes the CEL rules");
+    }
+
+    #[test]
+    fn full_sample_round_trips_and_validates() {
+        let text = repo_file("config/samples/istio/networking/destinationrule-full.yaml");
+        let dr: DestinationRule = assert_round_trip(&text);
+        assert_eq!(dr.spec.subsets.len(), 3);
+        let policy = dr.spec.traffic_policy.as_ref().expect("trafficPolicy");
+        assert_eq!(policy.port_level_settings.len(), 1);
+        assert_eq!(
+            policy.proxy_protocol.as_ref().and_then(|p| p.version),
+            Some(ProxyProtocolVersion::V2)
+        );
+        dr.validate_cel().expect("sample passes the CEL rules");
+    }
+
+    #[test]
+    fn cel_rules_accept_valid_and_reject_invalid() {
+        // (valid spec, invalid spec, message of the rule the invalid one breaks)
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "subsets: [{name: v1}, {name: v2}]",
+                "subsets: [{name: v1}, {name: v2}, {name: v1}]",
+                "subsets: names must be unique",
+            ),
+            (
+                "trafficPolicy: {portLevelSettings: [{port: {number: 80}}, {port: {number: 443}}]}",
+                "trafficPolicy: {portLevelSettings: [{port: {number: 80}}, {port: {number: 80}}]}",
+                "trafficPolicy.portLevelSettings: port numbers must be unique",
+            ),
+            (
+                "trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}",
+                "trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN, consistentHash: {useSourceIp: true}}}",
+                "loadBalancer: set simple or consistentHash, not both",
+            ),
+            (
+                "trafficPolicy: {loadBalancer: {warmup: {duration: 30s}}}",
+                "trafficPolicy: {loadBalancer: {warmup: {duration: 30s}, warmupDurationSecs: 30s}}",
+                "loadBalancer: set warmup or the deprecated warmupDurationSecs, not both",
+            ),
+            (
+                "trafficPolicy: {loadBalancer: {warmupDurationSecs: 30s}}",
+                "trafficPolicy: {loadBalancer: {warmupDurationSecs: 0s}}",
+                "loadBalancer.warmupDurationSecs must be at least 1ms",
+            ),
+            (
+                "trafficPolicy: {loadBalancer: {warmup: {duration: 1ms}}}",
+                "trafficPolicy: {loadBalancer: {warmup: {duration: 0s}}}",
+                "warmup.duration must be at least 1ms",
+            ),
+            (
+                "trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user}}}",
+                "trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user, useSourceIp: true}}}",
+                "consistentHash: set only one of httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName",
+            ),
+            (
+                "trafficPolicy: {loadBalancer: {consistentHash: {useSourceIp: true, maglev: {tableSize: 65537}}}}",
+                "trafficPolicy: {loadBalancer: {consistentHash: {useSourceIp: true, maglev: {}, ringHash: {}}}}",
+                "consistentHash: set ringHash or maglev, not both",
+            ),
+            (
+                "trafficPolicy: {loadBalancer: {consistentHash: {useSourceIp: true, minimumRingSize: 1024}}}",
+                "trafficPolicy: {loadBalancer: {consistentHash: {useSourceIp: true, minimumRingSize: 1024, ringHash: {}}}}",
+                "consistentHash: the deprecated minimumRingSize cannot be combined with ringHash or maglev",
+            ),
+            (
+                "trafficPolicy: {loadBalancer: {localityLbSetting: {failover: [{from: a, to: b}]}}}",
+                "trafficPolicy: {loadBalancer: {localityLbSetting: {failover: [{from: a, to: b}], distribute: [{from: a/*, to: {b/*: 100}}]}}}",
+                "localityLbSetting: set distribute or failover, not both",
+            ),
+            (
+                "trafficPolicy: {tls: {mode: MUTUAL, credentialName: client-cert}}",
+                "trafficPolicy: {tls: {mode: MUTUAL, clientCertificate: /etc/certs/cert.pem}}",
+                "tls.mode MUTUAL needs credentialName, or clientCertificate and privateKey",
+            ),
+            (
+                "trafficPolicy: {connectionPool: {tcp: {connectTimeout: 10ms, maxConnectionDuration: 1h, idleTimeout: 1h}}}",
+                "trafficPolicy: {connectionPool: {tcp: {connectTimeout: 0s}}}",
+                "connectTimeout must be at least 1ms",
+            ),
+            (
+                "trafficPolicy: {connectionPool: {tcp: {maxConnectionDuration: 1h}}}",
+                "trafficPolicy: {connectionPool: {tcp: {maxConnectionDuration: 0.1ms}}}",
+                "maxConnectionDuration must be at least 1ms",
+            ),
+            (
+                "trafficPolicy: {connectionPool: {tcp: {idleTimeout: 1h}}}",
+                "trafficPolicy: {connectionPool: {tcp: {idleTimeout: 0s}}}",
+                "tcp.idleTimeout must be at least 1ms",
+            ),
+            (
+                "trafficPolicy: {connectionPool: {tcp: {tcpKeepalive: {time: 10s, interval: 5s}}}}",
+                "trafficPolicy: {connectionPool: {tcp: {tcpKeepalive: {time: 0s}}}}",
+                "tcpKeepalive.time must be at least 1ms",
+            ),
+            (
+                "trafficPolicy: {connectionPool: {tcp: {tcpKeepalive: {interval: 5s}}}}",
+                "trafficPolicy: {connectionPool: {tcp: {tcpKeepalive: {interval: 0s}}}}",
+                "tcpKeepalive.interval must be at least 1ms",
+            ),
+            (
+                "trafficPolicy: {connectionPool: {http: {idleTimeout: 5m}}}",
+                "trafficPolicy: {connectionPool: {http: {idleTimeout: 0s}}}",
+                "http.idleTimeout must be at least 1ms",
+            ),
+            (
+                "trafficPolicy: {outlierDetection: {interval: 10s}}",
+                "trafficPolicy: {outlierDetection: {interval: 0s}}",
+                "outlierDetection.interval must be at least 1ms",
+            ),
+            (
+                "trafficPolicy: {outlierDetection: {baseEjectionTime: 30s}}",
+                "trafficPolicy: {outlierDetection: {baseEjectionTime: 0s}}",
+                "outlierDetection.baseEjectionTime must be at least 1ms",
+            ),
+            (
+                "trafficPolicy: {retryBudget: {budgetInterval: 10s}}",
+                "trafficPolicy: {retryBudget: {budgetInterval: 0s}}",
+                "retryBudget.budgetInterval must be at least 1ms",
+            ),
+            (
+                "subsets: [{name: v1, trafficPolicy: {tls: {mode: SIMPLE}}}]",
+                "subsets: [{name: v1, trafficPolicy: {tls: {mode: MUTUAL}}}]",
+                "tls.mode MUTUAL needs credentialName, or clientCertificate and privateKey",
+            ),
+        ];
+        for (valid, invalid, message) in cases {
+            let ok = dr(&format!("host: reviews\n{valid}"));
+            assert_eq!(
+                cel_messages(ok.validate_cel()),
+                Vec::<String>::new(),
+                "valid case: {valid}"
+            );
+            let bad = dr(&format!("host: reviews\n{invalid}"));
+            assert_rejected(bad.validate_cel(), message);
+        }
+    }
 }

@@ -24,11 +24,7 @@ use crate::istio::common::IstioStatus;
     category = "networking-istio-io",
     cel,
     doc = "Ports, protocols, hosts and TLS of a load balancer at the edge of the mesh.",
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.servers) && size(self.servers) > 0")
@@ -75,6 +71,7 @@ pub struct Server {
     pub default_endpoint: Option<String>,
     /// Name of the server, used in metrics and to refer to it from routes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
     pub name: Option<String>,
 }
 
@@ -86,6 +83,7 @@ pub struct Port {
     #[schemars(range(min = 1, max = 65535))]
     pub number: u32,
     /// Protocol: HTTP, HTTPS, GRPC, GRPC-WEB, HTTP2, MONGO, TCP or TLS.
+    #[schemars(length(max = 32))]
     pub protocol: String,
     /// Name of the port.
     pub name: String,
@@ -93,4 +91,100 @@ pub struct Port {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
     pub target_port: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::istio::networking::test_support::*;
+    use crate::istio::networking::tls::ServerTlsMode;
+
+    fn gw(spec: &str) -> Gateway {
+        parse(&with_spec("Gateway", spec))
+    }
+
+    #[test]
+    fn full_sample_round_trips_and_validates() {
+        let text = repo_file("config/samples/istio/networking/gateway-full.yaml");
+        let gw: Gateway = assert_round_trip(&text);
+        assert_eq!(gw.spec.servers.len(), 5);
+        assert_eq!(
+            gw.spec.selector.get("istio").map(String::as_str),
+            Some("ingressgateway")
+        );
+        let https = &gw.spec.servers[1];
+        assert_eq!(https.port.target_port, Some(8443));
+        let tls = https.tls.as_ref().expect("tls");
+        assert_eq!(tls.mode, Some(ServerTlsMode::OptionalMutual));
+        assert_eq!(tls.credential_names.len(), 2);
+        gw.validate_cel().expect("sample passes the CEL rules");
+    }
+
+    #[test]
+    fn cel_rules_accept_valid_and_reject_invalid() {
+        const HTTP: &str = "port: {number: 80, name: http, protocol: HTTP}\n  hosts: ['*']";
+        const HTTPS: &str = "port: {number: 443, name: https, protocol: https}\n  hosts: ['*']";
+        // (valid spec, invalid spec, message of the rule the invalid one breaks)
+        let cases: &[(String, String, &str)] = &[
+            (
+                format!("servers:\n- {HTTP}"),
+                "selector: {istio: ingressgateway}".to_owned(),
+                "servers: a Gateway needs at least one server",
+            ),
+            (
+                format!(
+                    "servers:\n- {HTTP}\n  name: a\n- {HTTPS}\n  name: b\n  tls: {{mode: PASSTHROUGH}}"
+                ),
+                format!(
+                    "servers:\n- {HTTP}\n  name: a\n- {HTTPS}\n  name: a\n  tls: {{mode: PASSTHROUGH}}"
+                ),
+                "servers: names must be unique",
+            ),
+            (
+                format!("servers:\n- {HTTPS}\n  tls: {{mode: SIMPLE, credentialName: cert}}"),
+                format!("servers:\n- {HTTPS}"),
+                "servers.tls is required when port.protocol is HTTPS or TLS",
+            ),
+            (
+                format!("servers:\n- {HTTP}\n  tls: {{httpsRedirect: true}}"),
+                format!(
+                    "servers:\n- {HTTPS}\n  tls: {{httpsRedirect: true, mode: SIMPLE, credentialName: cert}}"
+                ),
+                "servers.tls.httpsRedirect only applies to a port with protocol HTTP",
+            ),
+            (
+                format!(
+                    "servers:\n- {HTTPS}\n  tls: {{mode: SIMPLE, credentialNames: [rsa, ecdsa]}}"
+                ),
+                format!(
+                    "servers:\n- {HTTPS}\n  tls: {{mode: SIMPLE, credentialName: rsa, credentialNames: [ecdsa]}}"
+                ),
+                "tls: set only one of credentialName, credentialNames, tlsCertificates or serverCertificate",
+            ),
+            (
+                format!(
+                    "servers:\n- {HTTPS}\n  tls: {{mode: MUTUAL, serverCertificate: /c.pem, privateKey: /k.pem}}"
+                ),
+                format!("servers:\n- {HTTPS}\n  tls: {{mode: MUTUAL, serverCertificate: /c.pem}}"),
+                "tls.mode SIMPLE, MUTUAL and OPTIONAL_MUTUAL need credentialName, credentialNames, tlsCertificates, or serverCertificate and privateKey",
+            ),
+        ];
+        for (valid, invalid, message) in cases {
+            let ok = gw(valid);
+            assert_eq!(
+                cel_messages(ok.validate_cel()),
+                Vec::<String>::new(),
+                "valid case: {valid}"
+            );
+            let bad = gw(invalid);
+            assert_rejected(bad.validate_cel(), message);
+        }
+    }
+
+    #[test]
+    fn a_server_without_port_does_not_parse() {
+        let text = with_spec("Gateway", "servers:\n- hosts: ['*']");
+        let err = serde_yaml_ng::from_str::<Gateway>(&text).expect_err("port is required");
+        assert!(err.to_string().contains("missing field `port`"), "{err}");
+    }
 }

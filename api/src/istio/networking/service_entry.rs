@@ -8,7 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::MAX_ITERATED_ITEMS;
-use crate::istio::common::{IstioStatus, WorkloadSelector};
+use super::workload_selector::WorkloadLabelSelector;
+use crate::istio::common::IstioStatus;
 
 /// A service added to the mesh's registry.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
@@ -23,29 +24,10 @@ use crate::istio::common::{IstioStatus, WorkloadSelector};
     category = "networking-istio-io",
     cel,
     doc = "A service added to the mesh's service registry, such as an external API or a set of VMs.",
-    printcolumn(
-        name = "Hosts",
-        type_ = "string",
-        description = "The hosts associated with the ServiceEntry",
-        json_path = ".spec.hosts"
-    ),
-    printcolumn(
-        name = "Location",
-        type_ = "string",
-        description = "Whether the service is external to the mesh or part of the mesh (MESH_EXTERNAL or MESH_INTERNAL)",
-        json_path = ".spec.location"
-    ),
-    printcolumn(
-        name = "Resolution",
-        type_ = "string",
-        description = "Service resolution mode for the hosts (NONE, STATIC, DNS, DNS_ROUND_ROBIN or DYNAMIC_DNS)",
-        json_path = ".spec.resolution"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn = r#"{"name":"Hosts","type":"string","jsonPath":".spec.hosts","description":"Host names the entry adds"}"#,
+    printcolumn = r#"{"name":"Location","type":"string","jsonPath":".spec.location","description":"MESH_EXTERNAL or MESH_INTERNAL"}"#,
+    printcolumn = r#"{"name":"Resolution","type":"string","jsonPath":".spec.resolution","description":"How endpoints are found"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!(has(self.workloadSelector) && has(self.endpoints))")
@@ -72,12 +54,12 @@ use crate::istio::common::{IstioStatus, WorkloadSelector};
 pub struct ServiceEntrySpec {
     /// Host names of the service: DNS names, wildcard prefixes (`*.example.com`);
     /// matched against HTTP Host/authority and TLS SNI.
-    #[schemars(length(min = 1, max = MAX_ITERATED_ITEMS))]
+    #[schemars(length(min = 1, max = MAX_ITERATED_ITEMS), inner(length(max = 255)))]
     pub hosts: Vec<String>,
     /// Virtual IPs or CIDR ranges of the service; traffic to them is
     /// treated as traffic to the service.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = MAX_ITERATED_ITEMS))]
+    #[schemars(length(max = MAX_ITERATED_ITEMS), inner(length(max = 64)))]
     pub addresses: Vec<String>,
     /// Ports of the service.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -91,11 +73,12 @@ pub struct ServiceEntrySpec {
     pub resolution: Option<Resolution>,
     /// The endpoints of the service (not with `workloadSelector`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4096))]
     pub endpoints: Vec<WorkloadEntrySpec>,
     /// Pods and WorkloadEntries in the entry's namespace that serve the
     /// service (MESH_INTERNAL only; not with `endpoints`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workload_selector: Option<WorkloadSelector>,
+    pub workload_selector: Option<WorkloadLabelSelector>,
     /// Namespaces the entry is visible in: `.` for its own, `*` for all
     /// (default), or namespace names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -116,6 +99,7 @@ pub struct ServicePort {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
     /// Name of the port, unique within the entry.
+    #[schemars(length(max = 128))]
     pub name: String,
     /// Port on the endpoints traffic is sent to; `number` when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -185,4 +169,108 @@ pub struct WorkloadEntrySpec {
     /// Service account of the endpoint's workload, for its identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::istio::networking::test_support::*;
+
+    fn se(spec: &str) -> ServiceEntry {
+        parse(&with_spec("ServiceEntry", spec))
+    }
+
+    #[test]
+    fn full_sample_round_trips_and_validates() {
+        let text = repo_file("config/samples/istio/networking/serviceentry-full.yaml");
+        let se: ServiceEntry = assert_round_trip(&text);
+        assert_eq!(se.spec.location, Some(Location::MeshExternal));
+        assert_eq!(se.spec.resolution, Some(Resolution::Dns));
+        assert_eq!(se.spec.endpoints.len(), 2);
+        assert_eq!(se.spec.endpoints[0].ports.get("https"), Some(&8443));
+        se.validate_cel().expect("sample passes the CEL rules");
+    }
+
+    #[test]
+    fn cel_rules_accept_valid_and_reject_invalid() {
+        const BASE: &str =
+            "hosts: [api.example.com]\nports: [{number: 443, name: https, protocol: TLS}]";
+        // (valid spec, invalid spec, message of the rule the invalid one breaks)
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "resolution: STATIC\nworkloadSelector: {labels: {app: vm}}",
+                "resolution: STATIC\nworkloadSelector: {labels: {app: vm}}\nendpoints: [{address: 10.0.0.1}]",
+                "set workloadSelector or endpoints, not both",
+            ),
+            (
+                "resolution: STATIC\nendpoints: [{address: 10.0.0.1}]",
+                "endpoints: [{address: 10.0.0.1}]",
+                "endpoints cannot be set with resolution NONE",
+            ),
+            (
+                "resolution: DNS_ROUND_ROBIN\nendpoints: [{address: a.example.com}]",
+                "resolution: DNS_ROUND_ROBIN\nendpoints: [{address: a.example.com}, {address: b.example.com}]",
+                "resolution DNS_ROUND_ROBIN allows at most one endpoint",
+            ),
+            (
+                "resolution: STATIC\naddresses: [10.1.0.0/16]\nendpoints: [{address: 10.1.0.1}]",
+                "resolution: DNS\naddresses: [10.1.0.0/16]",
+                "addresses: CIDR ranges are only allowed with resolution NONE or STATIC",
+            ),
+            (
+                "resolution: DNS\nendpoints: [{address: api.example.com}]",
+                "resolution: DNS\nhosts: ['*.example.com']",
+                "hosts: wildcard hosts need endpoints when resolution is DNS or DNS_ROUND_ROBIN",
+            ),
+            (
+                "resolution: NONE\nhosts: ['*.example.com']",
+                "hosts: ['*']",
+                "hosts: '*' alone is not a valid host",
+            ),
+            (
+                "ports: [{number: 443, name: https}, {number: 80, name: http}]",
+                "ports: [{number: 443, name: https}, {number: 443, name: tls}]",
+                "ports: port numbers must be unique",
+            ),
+            (
+                "ports: [{number: 443, name: https}, {number: 80, name: http}]",
+                "ports: [{number: 443, name: https}, {number: 8443, name: https}]",
+                "ports: port names must be unique",
+            ),
+            (
+                "resolution: STATIC\nendpoints: [{network: remote, labels: {app: x}}]",
+                "resolution: STATIC\nendpoints: [{labels: {app: x}}]",
+                "endpoints: address is required unless network is set",
+            ),
+            (
+                "resolution: STATIC\nendpoints: [{address: 'unix:///var/run/api.sock'}]",
+                "resolution: STATIC\nendpoints: [{address: 'unix:///var/run/api.sock', ports: {https: 8443}}]",
+                "endpoints: a unix:// address cannot have ports",
+            ),
+        ];
+        for (valid, invalid, message) in cases {
+            // Later keys win in YAML maps only when unique, so cases that set
+            // `hosts` or `ports` replace the base ones instead of repeating them.
+            let spec = |extra: &str| {
+                let mut lines: Vec<&str> = BASE
+                    .lines()
+                    .filter(|l| {
+                        !extra
+                            .lines()
+                            .any(|e| e.split(':').next() == l.split(':').next())
+                    })
+                    .collect();
+                lines.extend(extra.lines());
+                lines.join("\n")
+            };
+            let ok = se(&spec(valid));
+            assert_eq!(
+                cel_messages(ok.validate_cel()),
+                Vec::<String>::new(),
+                "valid case: {valid}"
+            );
+            let bad = se(&spec(invalid));
+            assert_rejected(bad.validate_cel(), message);
+        }
+    }
 }

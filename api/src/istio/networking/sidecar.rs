@@ -9,7 +9,8 @@ use super::MAX_ITERATED_ITEMS;
 use super::connection_pool::ConnectionPoolSettings;
 use super::destination::Destination;
 use super::tls::ServerTlsSettings;
-use crate::istio::common::{IstioStatus, WorkloadSelector};
+use super::workload_selector::WorkloadLabelSelector;
+use crate::istio::common::IstioStatus;
 
 /// Ingress and egress configuration of the proxies of selected workloads.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
@@ -23,11 +24,7 @@ use crate::istio::common::{IstioStatus, WorkloadSelector};
     category = "networking-istio-io",
     cel,
     doc = "Ingress and egress configuration of the sidecar proxies of selected workloads.",
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.egress) || self.egress.filter(e, !has(e.port)).size() <= 1")
@@ -39,7 +36,7 @@ pub struct SidecarSpec {
     /// Workloads in the Sidecar's namespace it applies to; without it, the
     /// Sidecar is the namespace default (one per namespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workload_selector: Option<WorkloadSelector>,
+    pub workload_selector: Option<WorkloadLabelSelector>,
     /// Listeners for traffic coming into the workload.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = MAX_ITERATED_ITEMS))]
@@ -156,4 +153,82 @@ pub enum OutboundTrafficMode {
     /// Unknown destinations are passed through.
     #[serde(rename = "ALLOW_ANY")]
     AllowAny,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::istio::networking::test_support::*;
+
+    fn sidecar(spec: &str) -> Sidecar {
+        parse(&with_spec("Sidecar", spec))
+    }
+
+    #[test]
+    fn full_sample_round_trips_and_validates() {
+        let text = repo_file("config/samples/istio/networking/sidecar-full.yaml");
+        let sc: Sidecar = assert_round_trip(&text);
+        assert_eq!(sc.spec.ingress.len(), 2);
+        assert_eq!(sc.spec.egress.len(), 2);
+        assert_eq!(sc.spec.egress[0].capture_mode, Some(CaptureMode::None));
+        // Sidecar selects with `labels`, not `matchLabels` like DestinationRule.
+        let selector = sc
+            .spec
+            .workload_selector
+            .as_ref()
+            .expect("workloadSelector");
+        assert_eq!(
+            selector.labels.get("app").map(String::as_str),
+            Some("payments-api")
+        );
+        let policy = sc
+            .spec
+            .outbound_traffic_policy
+            .as_ref()
+            .expect("outboundTrafficPolicy");
+        assert_eq!(policy.mode, Some(OutboundTrafficMode::AllowAny));
+        sc.validate_cel().expect("sample passes the CEL rules");
+    }
+
+    #[test]
+    fn cel_rules_accept_valid_and_reject_invalid() {
+        // (valid spec, invalid spec, message of the rule the invalid one breaks)
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "egress: [{port: {number: 5432}, hosts: [./db]}, {hosts: ['./*']}]",
+                "egress: [{hosts: [./db]}, {hosts: ['./*']}]",
+                "egress: at most one listener may omit port (the catch-all listener)",
+            ),
+            (
+                "ingress: [{port: {number: 9080}}, {port: {number: 9443}}]",
+                "ingress: [{port: {number: 9080}}, {port: {number: 9080, name: other}}]",
+                "ingress: port numbers must be unique",
+            ),
+            (
+                "outboundTrafficPolicy: {mode: ALLOW_ANY, egressProxy: {host: egress}}",
+                "outboundTrafficPolicy: {mode: REGISTRY_ONLY, egressProxy: {host: egress}}",
+                "outboundTrafficPolicy.egressProxy requires mode ALLOW_ANY",
+            ),
+            (
+                "ingress: [{port: {number: 9443}, tls: {mode: SIMPLE, serverCertificate: /c.pem, privateKey: /k.pem}}]",
+                "ingress: [{port: {number: 9443}, tls: {mode: SIMPLE}}]",
+                "tls.mode SIMPLE, MUTUAL and OPTIONAL_MUTUAL need credentialName, credentialNames, tlsCertificates, or serverCertificate and privateKey",
+            ),
+            (
+                "inboundConnectionPool: {http: {idleTimeout: 30s}}",
+                "inboundConnectionPool: {http: {idleTimeout: 0s}}",
+                "http.idleTimeout must be at least 1ms",
+            ),
+        ];
+        for (valid, invalid, message) in cases {
+            let ok = sidecar(valid);
+            assert_eq!(
+                cel_messages(ok.validate_cel()),
+                Vec::<String>::new(),
+                "valid case: {valid}"
+            );
+            let bad = sidecar(invalid);
+            assert_rejected(bad.validate_cel(), message);
+        }
+    }
 }

@@ -25,23 +25,9 @@ use crate::istio::common::{Duration, IstioStatus, Percent, StringMatch};
     category = "networking-istio-io",
     cel,
     doc = "Routing rules for requests addressed to a set of hosts.",
-    printcolumn(
-        name = "Gateways",
-        type_ = "string",
-        description = "The gateways the rules apply to",
-        json_path = ".spec.gateways"
-    ),
-    printcolumn(
-        name = "Hosts",
-        type_ = "string",
-        description = "The destination hosts the rules apply to",
-        json_path = ".spec.hosts"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn = r#"{"name":"Gateways","type":"string","jsonPath":".spec.gateways","description":"Gateways the rules are bound to"}"#,
+    printcolumn = r#"{"name":"Hosts","type":"string","jsonPath":".spec.hosts","description":"Hosts the rules route"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct VirtualServiceSpec {

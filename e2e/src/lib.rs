@@ -1,0 +1,74 @@
+//! Helpers for Weft's end-to-end tests against the local clusters that
+//! `e2e/cluster` starts (`make cluster-up CLUSTER=a|b`).
+//!
+//! A test typically does:
+//!
+//! ```no_run
+//! # async fn t() -> Result<(), weft_e2e::Error> {
+//! use weft_e2e::{Cluster, TestNamespace, echo};
+//! let cluster = Cluster::a().await?;
+//! let ns = TestNamespace::create(&cluster, "echo").await?;
+//! echo::deploy(&ns, "echo", "v1").await?;
+//! let run = echo::run_client(&ns, "probe", &["client", "--url", "http://echo:8080/"]).await?;
+//! run.assert_success()?;
+//! ns.cleanup().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Every wait watches (or polls) with a timeout and fails with a message
+//! naming what it waited for; none sleeps blindly.
+
+pub mod certs;
+pub mod cluster;
+pub mod echo;
+pub mod kubectl;
+pub mod namespace;
+pub mod pods;
+pub mod wait;
+
+pub use cluster::{Cluster, pinned_kubernetes_version};
+pub use kubectl::Kubectl;
+pub use namespace::TestNamespace;
+pub use pods::PodRun;
+
+/// Any helper's error, for tests returning `Result<(), weft_e2e::Error>`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
+    #[error(transparent)]
+    Namespace(#[from] namespace::NamespaceError),
+    #[error(transparent)]
+    Wait(#[from] wait::WaitError),
+    #[error(transparent)]
+    Pod(#[from] pods::PodError),
+    #[error(transparent)]
+    Kubectl(#[from] kubectl::KubectlError),
+    #[error(transparent)]
+    Echo(#[from] echo::EchoError),
+    #[error(transparent)]
+    Cert(#[from] certs::CertError),
+    #[error("Kubernetes API call failed: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("assertion failed: {0}")]
+    Assert(String),
+}
+
+/// Fails the test with `message` unless `condition` holds (for `?` in tests).
+pub fn ensure(condition: bool, message: impl FnOnce() -> String) -> Result<(), Error> {
+    if condition {
+        Ok(())
+    } else {
+        Err(Error::Assert(message()))
+    }
+}
+
+/// Logs of the helpers to the test's stderr (`RUST_LOG` overrides `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
