@@ -5,6 +5,9 @@
 //! has no client logic.
 
 pub mod crd;
+pub mod documents;
 pub mod gateway;
 pub mod istio;
+pub mod kinds;
+pub mod validate;
 pub mod weft;

@@ -65,7 +65,10 @@ impl Duration {
                 "ns" => 1e-9,
                 "" => return Err(DurationError::MissingUnit(text.to_owned(), num.to_owned())),
                 other => {
-                    return Err(DurationError::UnknownUnit(text.to_owned(), other.to_owned()));
+                    return Err(DurationError::UnknownUnit(
+                        text.to_owned(),
+                        other.to_owned(),
+                    ));
                 }
             };
             total += value * scale;
@@ -209,17 +212,32 @@ mod tests {
 
     #[test]
     fn bad_durations_say_what_is_wrong() {
-        assert!(matches!(Duration::from("").parse(), Err(DurationError::Empty(_))));
-        assert!(matches!(Duration::from("30").parse(), Err(DurationError::MissingUnit(..))));
-        assert!(matches!(Duration::from("3d").parse(), Err(DurationError::UnknownUnit(..))));
-        assert!(matches!(Duration::from("s").parse(), Err(DurationError::MissingNumber(_))));
+        assert!(matches!(
+            Duration::from("").parse(),
+            Err(DurationError::Empty(_))
+        ));
+        assert!(matches!(
+            Duration::from("30").parse(),
+            Err(DurationError::MissingUnit(..))
+        ));
+        assert!(matches!(
+            Duration::from("3d").parse(),
+            Err(DurationError::UnknownUnit(..))
+        ));
+        assert!(matches!(
+            Duration::from("s").parse(),
+            Err(DurationError::MissingNumber(_))
+        ));
     }
 
     #[test]
     fn string_match_is_a_one_key_object() {
         let m: StringMatch = serde_json::from_str(r#"{"exact":"canary"}"#).expect("valid match");
         assert_eq!(m, StringMatch::Exact("canary".into()));
-        assert_eq!(serde_json::to_string(&m).expect("serializes"), r#"{"exact":"canary"}"#);
+        assert_eq!(
+            serde_json::to_string(&m).expect("serializes"),
+            r#"{"exact":"canary"}"#
+        );
     }
 
     #[test]
