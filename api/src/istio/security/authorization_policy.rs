@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::target_ref::PolicyTargetReference;
+use super::{PolicyError, check_selector, is_ip_or_cidr};
 use crate::istio::common::{IstioStatus, WorkloadSelector};
 
 /// Access control for the workloads in scope.
@@ -104,6 +105,218 @@ pub struct AuthorizationPolicySpec {
     /// The external authorizer of a `CUSTOM` policy; only with `CUSTOM`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<ExtensionProvider>,
+}
+
+/// Condition keys matched exactly, and the check their values need.
+const CONDITION_KEYS: &[(&str, ValueCheck)] = &[
+    ("source.ip", ValueCheck::IpOrCidr),
+    ("remote.ip", ValueCheck::IpOrCidr),
+    ("source.namespace", ValueCheck::Any),
+    ("source.principal", ValueCheck::Any),
+    ("source.serviceAccount", ValueCheck::Any),
+    ("request.auth.principal", ValueCheck::Any),
+    ("request.auth.audiences", ValueCheck::Any),
+    ("request.auth.presenter", ValueCheck::Any),
+    ("destination.ip", ValueCheck::IpOrCidr),
+    ("destination.port", ValueCheck::Port),
+    ("connection.sni", ValueCheck::Any),
+];
+
+/// Condition keys written `<prefix>[<name>]` (claims may nest: `[a][b]`).
+const BRACKETED_CONDITION_KEYS: &[&str] = &["request.headers", "request.auth.claims"];
+
+/// Condition keys an external authorizer (action `CUSTOM`) is not given.
+const NOT_WITH_CUSTOM: &[&str] = &[
+    "source.namespace",
+    "source.serviceAccount",
+    "source.principal",
+];
+
+#[derive(Clone, Copy, Debug)]
+enum ValueCheck {
+    Any,
+    IpOrCidr,
+    Port,
+}
+
+fn is_port(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 5
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && text.parse::<u16>().is_ok()
+}
+
+/// The check a condition key's values need, or `None` for an unknown key.
+fn condition_key_check(key: &str) -> Option<ValueCheck> {
+    if let Some((_, check)) = CONDITION_KEYS.iter().find(|(k, _)| *k == key) {
+        return Some(*check);
+    }
+    if key.starts_with("experimental.envoy.filters.") {
+        return Some(ValueCheck::Any);
+    }
+    BRACKETED_CONDITION_KEYS.iter().find_map(|prefix| {
+        let names = key
+            .strip_prefix(prefix)?
+            .strip_prefix('[')?
+            .strip_suffix(']')?;
+        names
+            .split("][")
+            .all(|name| !name.is_empty() && !name.contains(['[', ']']))
+            .then_some(ValueCheck::Any)
+    })
+}
+
+impl AuthorizationPolicySpec {
+    /// Istio's checks the CRD cannot afford: IP ranges, ports, service
+    /// account names, condition keys and values, empty strings, selector
+    /// labels, and condition keys a `CUSTOM` policy cannot use. Returns every
+    /// problem found, each naming its field as the API server would.
+    pub fn validate(&self) -> Result<(), Vec<PolicyError>> {
+        let mut errors = Vec::new();
+        check_selector(self.selector.as_ref(), &mut errors);
+        let custom = self.action == Some(Action::Custom);
+        for (r, rule) in self.rules.iter().enumerate() {
+            for (f, source) in rule.from.iter().enumerate() {
+                let Some(source) = &source.source else {
+                    continue;
+                };
+                let base = format!("spec.rules[{r}].from[{f}].source");
+                let lists: [(&str, &Vec<String>, ValueCheck); 12] = [
+                    ("principals", &source.principals, ValueCheck::Any),
+                    ("notPrincipals", &source.not_principals, ValueCheck::Any),
+                    (
+                        "requestPrincipals",
+                        &source.request_principals,
+                        ValueCheck::Any,
+                    ),
+                    (
+                        "notRequestPrincipals",
+                        &source.not_request_principals,
+                        ValueCheck::Any,
+                    ),
+                    ("namespaces", &source.namespaces, ValueCheck::Any),
+                    ("notNamespaces", &source.not_namespaces, ValueCheck::Any),
+                    ("serviceAccounts", &source.service_accounts, ValueCheck::Any),
+                    (
+                        "notServiceAccounts",
+                        &source.not_service_accounts,
+                        ValueCheck::Any,
+                    ),
+                    ("ipBlocks", &source.ip_blocks, ValueCheck::IpOrCidr),
+                    ("notIpBlocks", &source.not_ip_blocks, ValueCheck::IpOrCidr),
+                    (
+                        "remoteIpBlocks",
+                        &source.remote_ip_blocks,
+                        ValueCheck::IpOrCidr,
+                    ),
+                    (
+                        "notRemoteIpBlocks",
+                        &source.not_remote_ip_blocks,
+                        ValueCheck::IpOrCidr,
+                    ),
+                ];
+                for (name, values, check) in lists {
+                    check_values(&format!("{base}.{name}"), values, check, &mut errors);
+                }
+                for (name, values) in [
+                    ("serviceAccounts", &source.service_accounts),
+                    ("notServiceAccounts", &source.not_service_accounts),
+                ] {
+                    for (i, value) in values.iter().enumerate() {
+                        let valid = value.split_once('/').is_some_and(|(ns, sa)| {
+                            !ns.is_empty() && !sa.is_empty() && !sa.contains('/')
+                        }) && !value.contains('*');
+                        if !valid && !value.is_empty() {
+                            errors.push(PolicyError::NotAServiceAccount {
+                                field: format!("{base}.{name}[{i}]"),
+                                value: value.clone(),
+                            });
+                        }
+                    }
+                }
+            }
+            for (t, to) in rule.to.iter().enumerate() {
+                let Some(op) = &to.operation else { continue };
+                let base = format!("spec.rules[{r}].to[{t}].operation");
+                let lists: [(&str, &Vec<String>, ValueCheck); 8] = [
+                    ("hosts", &op.hosts, ValueCheck::Any),
+                    ("notHosts", &op.not_hosts, ValueCheck::Any),
+                    ("ports", &op.ports, ValueCheck::Port),
+                    ("notPorts", &op.not_ports, ValueCheck::Port),
+                    ("methods", &op.methods, ValueCheck::Any),
+                    ("notMethods", &op.not_methods, ValueCheck::Any),
+                    ("paths", &op.paths, ValueCheck::Any),
+                    ("notPaths", &op.not_paths, ValueCheck::Any),
+                ];
+                for (name, values, check) in lists {
+                    check_values(&format!("{base}.{name}"), values, check, &mut errors);
+                }
+            }
+            for (w, condition) in rule.when.iter().enumerate() {
+                let base = format!("spec.rules[{r}].when[{w}]");
+                let key = &condition.key;
+                let Some(check) = condition_key_check(key) else {
+                    errors.push(PolicyError::UnknownConditionKey {
+                        field: format!("{base}.key"),
+                        key: key.clone(),
+                    });
+                    continue;
+                };
+                if custom
+                    && (NOT_WITH_CUSTOM.contains(&key.as_str()) || key.starts_with("request.auth."))
+                {
+                    errors.push(PolicyError::NotWithCustom {
+                        field: format!("{base}.key"),
+                        key: key.clone(),
+                    });
+                }
+                check_values(
+                    &format!("{base}.values"),
+                    &condition.values,
+                    check,
+                    &mut errors,
+                );
+                check_values(
+                    &format!("{base}.notValues"),
+                    &condition.not_values,
+                    check,
+                    &mut errors,
+                );
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// Flags empty strings, and values that fail `check`, in the list at `field`.
+fn check_values(field: &str, values: &[String], check: ValueCheck, errors: &mut Vec<PolicyError>) {
+    for (i, value) in values.iter().enumerate() {
+        let field = format!("{field}[{i}]");
+        if value.is_empty() {
+            errors.push(PolicyError::EmptyValue { field });
+            continue;
+        }
+        match check {
+            ValueCheck::Any => {}
+            ValueCheck::IpOrCidr if !is_ip_or_cidr(value) => {
+                errors.push(PolicyError::NotAnIpOrCidr {
+                    field,
+                    value: value.clone(),
+                });
+            }
+            ValueCheck::Port if !is_port(value) => {
+                errors.push(PolicyError::NotAPort {
+                    field,
+                    value: value.clone(),
+                });
+            }
+            ValueCheck::IpOrCidr | ValueCheck::Port => {}
+        }
+    }
 }
 
 /// What a policy does with the requests its rules match.
@@ -568,6 +781,103 @@ mod tests {
             serde_yaml_ng::from_str::<Condition>("values: [\"v\"]\n").is_err(),
             "key is required"
         );
+    }
+
+    #[test]
+    fn validate_accepts_the_samples() {
+        assert_eq!(ap(FULL).spec.validate(), Ok(()));
+        for doc in reference_docs("AuthorizationPolicy") {
+            assert_eq!(ap(&doc).spec.validate(), Ok(()), "{doc}");
+        }
+        let keys = [
+            "request.headers[x-user]",
+            "request.auth.claims[groups]",
+            "request.auth.claims[nested][key]",
+            "source.namespace",
+            "request.auth.audiences",
+            "connection.sni",
+            "experimental.envoy.filters.network.mysql_proxy[db.table]",
+        ];
+        for key in keys {
+            let spec = format!("  rules:\n  - when:\n    - key: {key}\n      values: [\"v\"]\n");
+            assert_eq!(with_spec(&spec).spec.validate(), Ok(()), "{key}");
+        }
+    }
+
+    #[test]
+    fn validate_reports_what_the_crd_cannot_check() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "  rules:\n  - from:\n    - source:\n        ipBlocks: [\"10.0.0.0/8\", \"10.0.0.300\"]\n",
+                "spec.rules[0].from[0].source.ipBlocks[1]",
+                "NotAnIpOrCidr",
+            ),
+            (
+                "  rules:\n  - from:\n    - source:\n        notRemoteIpBlocks: [\"10.0.0.0/33\"]\n",
+                "spec.rules[0].from[0].source.notRemoteIpBlocks[0]",
+                "NotAnIpOrCidr",
+            ),
+            (
+                "  rules:\n  - from:\n    - source:\n        principals: [\"\"]\n",
+                "spec.rules[0].from[0].source.principals[0]",
+                "EmptyValue",
+            ),
+            (
+                "  rules:\n  - from:\n    - source:\n        serviceAccounts: [\"orders-svc\"]\n",
+                "spec.rules[0].from[0].source.serviceAccounts[0]",
+                "NotAServiceAccount",
+            ),
+            (
+                "  rules:\n  - from:\n    - source:\n        notServiceAccounts: [\"orders/*\"]\n",
+                "spec.rules[0].from[0].source.notServiceAccounts[0]",
+                "NotAServiceAccount",
+            ),
+            (
+                "  rules:\n  - to:\n    - operation:\n        ports: [\"70000\"]\n",
+                "spec.rules[0].to[0].operation.ports[0]",
+                "NotAPort",
+            ),
+            (
+                "  rules:\n  - when:\n    - key: request.header[x-user]\n      values: [\"a\"]\n",
+                "spec.rules[0].when[0].key",
+                "UnknownConditionKey",
+            ),
+            (
+                "  rules:\n  - when:\n    - key: request.headers[]\n      values: [\"a\"]\n",
+                "spec.rules[0].when[0].key",
+                "UnknownConditionKey",
+            ),
+            (
+                "  rules:\n  - when:\n    - key: source.ip\n      notValues: [\"somewhere\"]\n",
+                "spec.rules[0].when[0].notValues[0]",
+                "NotAnIpOrCidr",
+            ),
+            (
+                "  rules:\n  - when:\n    - key: destination.port\n      values: [\"http\"]\n",
+                "spec.rules[0].when[0].values[0]",
+                "NotAPort",
+            ),
+            (
+                "  action: CUSTOM\n  provider:\n    name: ext\n  rules:\n  - when:\n    - key: request.auth.claims[iss]\n      values: [\"a\"]\n",
+                "spec.rules[0].when[0].key",
+                "NotWithCustom",
+            ),
+            (
+                "  selector:\n    matchLabels:\n      app: \"web-*\"\n",
+                "spec.selector.matchLabels",
+                "BadSelectorLabel",
+            ),
+        ];
+        for (spec, field, label) in cases {
+            let errors = with_spec(spec).spec.validate().expect_err(spec);
+            assert_eq!(errors.len(), 1, "{spec}: {errors:?}");
+            assert_eq!(errors[0].label(), *label, "{spec}");
+            assert!(
+                errors[0].to_string().starts_with(&format!("{field}: ")),
+                "{spec}: {}",
+                errors[0]
+            );
+        }
     }
 
     #[test]

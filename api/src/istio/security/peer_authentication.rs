@@ -9,6 +9,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::{PolicyError, check_selector};
 use crate::istio::common::{IstioStatus, WorkloadSelector};
 
 /// The mutual TLS requirements of the selected workloads' inbound traffic.
@@ -67,6 +68,20 @@ pub struct PeerAuthenticationSpec {
     #[serde(deserialize_with = "deserialize_port_map")]
     #[schemars(schema_with = "port_level_mtls_schema")]
     pub port_level_mtls: BTreeMap<u32, MutualTls>,
+}
+
+impl PeerAuthenticationSpec {
+    /// Istio's checks the CRD does not make: selector labels may not be
+    /// empty or contain `*`.
+    pub fn validate(&self) -> Result<(), Vec<PolicyError>> {
+        let mut errors = Vec::new();
+        check_selector(self.selector.as_ref(), &mut errors);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
 }
 
 /// Mutual TLS settings of a workload or of one of its ports.
@@ -260,6 +275,21 @@ mod tests {
                 bad.validate_cel(),
                 "spec.portLevelMtls",
                 "portLevelMtls keys must be port numbers between 1 and 65535",
+            );
+        }
+    }
+
+    #[test]
+    fn validate_refuses_wildcard_and_empty_selector_labels() {
+        assert_eq!(pa(FULL).spec.validate(), Ok(()));
+        for labels in ["'*': x", "app: '*'", "'': x"] {
+            let spec: PeerAuthenticationSpec =
+                serde_yaml_ng::from_str(&format!("selector:\n  matchLabels:\n    {labels}\n"))
+                    .expect("parses");
+            let errors = spec.validate().expect_err(labels);
+            assert_eq!(
+                errors.iter().map(PolicyError::label).collect::<Vec<_>>(),
+                ["BadSelectorLabel"]
             );
         }
     }

@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::target_ref::PolicyTargetReference;
+use super::{PolicyError, check_selector};
 use crate::istio::common::{Duration, IstioStatus, WorkloadSelector};
 
 /// The JWTs the workloads in scope validate. A request carrying an invalid
@@ -57,6 +58,35 @@ pub struct RequestAuthenticationSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 4096))]
     pub jwt_rules: Vec<JwtRule>,
+}
+
+impl RequestAuthenticationSpec {
+    /// Istio's checks the CRD does not make: selector labels may not be
+    /// empty or contain `*`, and an inline `jwks` must be a JSON Web Key Set
+    /// (a JSON object with a `keys` list).
+    pub fn validate(&self) -> Result<(), Vec<PolicyError>> {
+        let mut errors = Vec::new();
+        check_selector(self.selector.as_ref(), &mut errors);
+        for (i, rule) in self.jwt_rules.iter().enumerate() {
+            let Some(jwks) = &rule.jwks else { continue };
+            let reason = match serde_json::from_str::<serde_json::Value>(jwks) {
+                Err(e) => Some(format!("invalid JSON: {e}")),
+                Ok(set) if !set["keys"].is_array() => Some("no \"keys\" list".to_owned()),
+                Ok(_) => None,
+            };
+            if let Some(reason) = reason {
+                errors.push(PolicyError::NotAJwks {
+                    field: format!("spec.jwtRules[{i}].jwks"),
+                    reason,
+                });
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
 }
 
 /// How to find and validate the tokens of one issuer.
@@ -347,6 +377,27 @@ mod tests {
             "spec",
             "at most one of selector, targetRef and targetRefs may be set",
         );
+    }
+
+    #[test]
+    fn validate_checks_inline_key_sets() {
+        assert_eq!(ra(FULL).spec.validate(), Ok(()));
+        for (jwks, reason) in [
+            ("'{\"keys\":'", "invalid JSON"),
+            ("'{\"key\":[]}'", "no \"keys\" list"),
+        ] {
+            let errors = with_rule(&format!("      jwks: {jwks}\n"))
+                .spec
+                .validate()
+                .expect_err(jwks);
+            assert_eq!(errors.len(), 1);
+            assert_eq!(errors[0].label(), "NotAJwks");
+            let text = errors[0].to_string();
+            assert!(
+                text.starts_with("spec.jwtRules[0].jwks: ") && text.contains(reason),
+                "{text}"
+            );
+        }
     }
 
     #[test]
