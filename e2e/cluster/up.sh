@@ -339,6 +339,11 @@ setup_cgroups() {
 }
 
 # ---------------------------------------------------------------- daemons
+# http_get_ok <port> <path> <expected substring>: plain-HTTP GET on the
+# node's loopback (inside the netns) whose response contains the string.
+http_get_ok() {
+  in_netns bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" && printf "GET %s HTTP/1.0\r\n\r\n" "$2" >&3 && grep -qF "$3" <&3' _ "$@"
+}
 K() { "$KUBECTL" --kubeconfig "$KUBECONFIG_ADMIN" --request-timeout=5s "$@"; }
 
 start_control_plane() {
@@ -349,7 +354,7 @@ start_control_plane() {
     --quota-backend-bytes $((512 * 1024 * 1024)) --snapshot-count 5000 \
     --auto-compaction-mode periodic --auto-compaction-retention 5m \
     --unsafe-no-fsync --log-level warn
-  wait_for "etcd health" etcd in_netns bash -c 'exec 3<>/dev/tcp/127.0.0.1/2381 && printf "GET /health HTTP/1.0\r\n\r\n" >&3 && grep -q "\"health\":\"true\"" <&3'
+  wait_for "etcd health" etcd http_get_ok 2381 /health '"health":"true"'
 
   start kube-apiserver "$BIN/kube-apiserver" \
     --etcd-servers http://127.0.0.1:2379 \
@@ -415,6 +420,7 @@ apply_addons() {
 }
 
 node_ready() {
+  pid_alive kubelet && http_get_ok 10248 /healthz ok || return 1
   [[ "$(K get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]
 }
 coredns_available() {
@@ -433,4 +439,10 @@ wait_for "node $NODE_NAME Ready" kubelet node_ready
 log "node $NODE_NAME Ready after $(( $(date +%s) - t0 ))s"
 apply_addons
 wait_for "CoreDNS Available" kubelet coredns_available
+for d in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy; do
+  if ! pid_alive "$d"; then
+    tail -n 40 "$LOGS/$d.log" >&2 || true
+    die "$d exited (log above: $LOGS/$d.log)"
+  fi
+done
 log "cluster $CLUSTER up in $(( $(date +%s) - t0 ))s; export KUBECONFIG=$KUBECONFIG_ADMIN"
