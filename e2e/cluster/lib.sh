@@ -59,13 +59,17 @@ cluster_vars() {
 # breaks kubelet and containerd, which must share mounts with each other.
 in_netns() { nsenter --net="/run/netns/$NETNS" -- "$@"; }
 
-# pid_alive <name>: the recorded process is running (and is not a zombie).
+# pid_alive <name>: the recorded process is running, is not a zombie, and is
+# ours: every daemon has a path under the state dir on its command line, so a
+# PID reused after a reboot is never taken for (or killed as) a daemon.
 pid_alive() {
   local f="$PIDS/$1.pid" pid
   [[ -f "$f" ]] || return 1
   pid="$(cat "$f")"
-  [[ -n "$pid" && -d "/proc/$pid" ]] || return 1
-  [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != "Z" ]]
+  [[ "$pid" =~ ^[0-9]+$ && -d "/proc/$pid" ]] || return 1
+  [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != "Z" ]] || return 1
+  local cmd; cmd="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+  [[ "$cmd" == *"$STATE/"* ]]
 }
 
 # stop_pid <pid> [timeout-seconds]: TERM, wait, then KILL.

@@ -446,3 +446,4 @@ for d in etcd kube-apiserver kube-controller-manager kube-scheduler containerd k
   fi
 done
 log "cluster $CLUSTER up in $(( $(date +%s) - t0 ))s; export KUBECONFIG=$KUBECONFIG_ADMIN"
+echo "$KUBECONFIG_ADMIN"   # stdout: the admin kubeconfig path, for scripts
