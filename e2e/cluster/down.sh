@@ -95,6 +95,7 @@ while IFS= read -r rule; do
   [[ -n "$rule" ]] && eval "iptables ${rule/-A /-D }" 2>/dev/null || true
 done < <(iptables -S FORWARD 2>/dev/null | grep -F -- "--comment $IPT_COMMENT" || true)
 ip route del "$POD_CIDR" 2>/dev/null || true
+ip route del "$SVC_CIDR" 2>/dev/null || true
 ip link del "$VETH_HOST" 2>/dev/null || true
 ip netns del "$NETNS" 2>/dev/null || true
 

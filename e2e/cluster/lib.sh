@@ -6,7 +6,7 @@
 #   pod CIDR      10.(112+N-1).0.0/16, node podCIDR 10.(112+N-1).0.0/24   (a: 10.112/16, b: 10.113/16)
 #   service CIDR  10.(120+N-1).0.0/16  (a: 10.120/16, b: 10.121/16)
 #                 kubernetes = .0.1, kube-dns = .0.10
-# Routes: in the root netns each pod CIDR via its node IP; in each node netns
+# Routes: in the root netns each pod and service CIDR via its node IP; in each node netns
 # 10.100.0.0/16 and 10.112.0.0/13 (every cluster's node and pod addresses) via
 # the root-ns veth. No default route, and a root-ns FORWARD rule drops
 # anything from a cluster veth to a non-cluster interface: nothing in a

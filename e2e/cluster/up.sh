@@ -74,6 +74,9 @@ setup_network() {
     || true # the /24 is connected; the /16 covers the other clusters' node links
   ip -n "$NETNS" route replace 10.112.0.0/13 via "$HOST_IP" dev "$VETH_NODE"
   ip route replace "$POD_CIDR" via "$NODE_IP" dev "$VETH_HOST"
+  # ClusterIPs answer from the root netns too (kube-proxy in the node netns
+  # DNATs them), so tests running on the host can use Service IPs.
+  ip route replace "$SVC_CIDR" via "$NODE_IP" dev "$VETH_HOST"
   in_netns sysctl -qw net.ipv4.ip_forward=1
   in_netns sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true
   in_netns sysctl -qw net.bridge.bridge-nf-call-ip6tables=1 2>/dev/null || true
