@@ -4,7 +4,7 @@
 E2E_CLUSTER := e2e/cluster
 ARCHIVE ?=
 
-.PHONY: cluster-deps cluster-binaries cluster-up cluster-down cluster-kubeconfig image-load
+.PHONY: cluster-deps cluster-binaries cluster-up cluster-down cluster-kubeconfig cluster-status image-load
 
 cluster-deps: ## install the Debian packages the local clusters need (root)
 	$(E2E_CLUSTER)/install-deps.sh
@@ -20,6 +20,9 @@ cluster-down: ## stop local cluster CLUSTER and remove its state
 
 cluster-kubeconfig: ## print the admin kubeconfig path of cluster CLUSTER
 	@source $(E2E_CLUSTER)/lib.sh && cluster_vars $(CLUSTER) && echo "$$KUBECONFIG_ADMIN"
+
+cluster-status: ## show the daemons and RSS of cluster CLUSTER
+	$(E2E_CLUSTER)/status.sh $(CLUSTER)
 
 image-load: ## import an image archive into cluster CLUSTER: make image-load CLUSTER=a ARCHIVE=x.tar
 	@test -n "$(ARCHIVE)" || { echo "image-load: set ARCHIVE=path/to/image.tar" >&2; exit 2; }
