@@ -18,6 +18,10 @@
 //! Every wait watches (or polls) with a timeout and fails with a message
 //! naming what it waited for; none sleeps blindly.
 
+// Errors here carry kube::Error plus context for the failure message; they
+// are built once per failing test, never on a hot path.
+#![allow(clippy::result_large_err)]
+
 pub mod certs;
 pub mod cluster;
 pub mod echo;
@@ -32,7 +36,8 @@ pub use namespace::TestNamespace;
 pub use pods::PodRun;
 
 /// Any helper's error, for tests returning `Result<(), weft_e2e::Error>`.
-#[derive(Debug, thiserror::Error)]
+/// Its `Debug` (what a failing test prints) is the message and its sources.
+#[derive(thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Cluster(#[from] cluster::ClusterError),
@@ -54,6 +59,18 @@ pub enum Error {
     Assert(String),
 }
 
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")?;
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            write!(f, "\n  caused by: {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
 /// Fails the test with `message` unless `condition` holds (for `?` in tests).
 pub fn ensure(condition: bool, message: impl FnOnce() -> String) -> Result<(), Error> {
     if condition {
@@ -70,5 +87,6 @@ pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_test_writer()
+        .with_ansi(false)
         .try_init();
 }

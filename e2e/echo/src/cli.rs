@@ -190,7 +190,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            error!(%message, "weft-echo failed");
+            error!(error = %message, "weft-echo failed");
             eprintln!("weft-echo: {message}");
             ExitCode::FAILURE
         }

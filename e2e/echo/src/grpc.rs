@@ -69,7 +69,7 @@ pub fn echo_response(
 #[tonic::async_trait]
 impl Echo for EchoService {
     async fn echo(&self, request: Request<EchoRequest>) -> Result<Response<EchoResponse>, Status> {
-        let peer = request.remote_addr();
+        let peer = request.remote_addr().map(crate::report::canonical);
         let response = echo_response(
             &self.identity,
             request.get_ref().message.clone(),

@@ -34,6 +34,7 @@ pub async fn serve(listener: TcpListener, identity: Arc<Identity>) -> Result<(),
     }
     loop {
         let (stream, peer) = listener.accept().await.map_err(HttpError::Accept)?;
+        let peer = crate::report::canonical(peer);
         let identity = identity.clone();
         tokio::spawn(
             async move {

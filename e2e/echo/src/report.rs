@@ -150,6 +150,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, ControlError> {
     Ok(Duration::from_millis(millis))
 }
 
+/// `[::ffff:10.0.0.1]:80` (IPv4 seen by a dual-stack listener) → `10.0.0.1:80`.
+pub fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
 /// Protocol name as HTTP spells it.
 pub fn protocol_name(version: http::Version) -> &'static str {
     match version {
@@ -328,6 +333,14 @@ mod tests {
         for (query, want) in cases {
             assert_eq!(&parse_controls(*query), want, "query {query:?}");
         }
+    }
+
+    #[test]
+    fn mapped_ipv4_peers_are_shown_as_ipv4() {
+        let mapped: SocketAddr = "[::ffff:10.112.0.19]:34688".parse().expect("valid");
+        assert_eq!(canonical(mapped).to_string(), "10.112.0.19:34688");
+        let v6: SocketAddr = "[fd00::1]:80".parse().expect("valid");
+        assert_eq!(canonical(v6), v6);
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub async fn serve(listener: TcpListener) -> Result<(), TcpError> {
     }
     loop {
         let (stream, peer) = listener.accept().await.map_err(TcpError::Accept)?;
+        let peer = crate::report::canonical(peer);
         tokio::spawn(
             async move {
                 match echo_connection(stream).await {
