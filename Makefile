@@ -7,7 +7,7 @@ CARGO ?= cargo
 export WEFT_CACHE ?= $(HOME)/.cache/weft
 CLUSTER ?= a
 
-.PHONY: all build test test-unit test-e2e fmt fmt-check lint crds crds-check help
+.PHONY: all build demo demo-down test test-unit test-e2e fmt fmt-check lint crds help
 
 all: build
 
@@ -28,6 +28,12 @@ lint: ## clippy, warnings are errors
 
 crds: ## regenerate config/crd from the API types
 	$(CARGO) run -q -p weft-api --bin crdgen -- config/crd
+
+demo: ## local cluster (unless KUBECONFIG is set), build, install, sample app, traffic
+	MAKE="$(MAKE)" e2e/demo.sh
+
+demo-down: ## stop the demo's local cluster
+	$(MAKE) cluster-down CLUSTER=a
 
 test-unit: ## unit tests of every crate (no cluster)
 	$(CARGO) test --workspace
