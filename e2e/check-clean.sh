@@ -22,6 +22,7 @@ mode="$1" name="$2" file="${3:-}"
 cluster_vars "$name"
 
 starttime() { awk '{print $22}' "/proc/$1/stat" 2>/dev/null || true; }
+state() { awk '{print $3}' "/proc/$1/stat" 2>/dev/null || true; }
 comm() { cat "/proc/$1/comm" 2>/dev/null || echo "?"; }
 
 # PIDs whose command line mentions the state dir (daemons, shims).
@@ -30,7 +31,8 @@ pids_naming_state() {
   for p in /proc/[0-9]*; do
     p="${p#/proc/}"
     [[ "$p" == "$$" || "$p" == "$BASHPID" ]] && continue
-    tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF -- "$STATE/" && echo "$p"
+    [[ "$(state "$p")" == Z ]] && continue # exited, waiting to be reaped
+    { tr '\0' ' ' <"/proc/$p/cmdline"; } 2>/dev/null | grep -qF -- "$STATE/" && echo "$p"
   done
   return 0
 }
@@ -89,7 +91,8 @@ verify() {
     while read -r kind a b c; do
       case "$kind" in
         pid)
-          if [[ -d "/proc/$a" && "$(starttime "$a")" == "$b" ]]; then
+          # Same PID and start time, and not a zombie (exited, not yet reaped).
+          if [[ -d "/proc/$a" && "$(starttime "$a")" == "$b" && "$(state "$a")" != Z ]]; then
             problems+=("process $a ($c) still runs")
           fi ;;
         netns)
