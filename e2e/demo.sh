@@ -31,7 +31,7 @@ k() { "$kubectl_bin" "$@"; }
 
 say "installing Weft's CRDs (weft.dev, Istio-compatible, Gateway API)"
 k apply --server-side --force-conflicts --field-manager=weft-demo -k config/crd >/dev/null
-k wait --for=condition=Established --timeout=60s -k config/crd >/dev/null
+k wait --for=condition=Established --timeout=60s crd -l app.kubernetes.io/part-of=weft >/dev/null
 k get crd -o custom-columns=CRD:.metadata.name,VERSIONS:.spec.versions[*].name | grep -E 'weft|istio|gateway'
 
 say "applying a MeshInstallation"

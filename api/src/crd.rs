@@ -14,6 +14,14 @@ use crate::{istio, weft};
 /// Gateway API release whose standard channel the `gateway-api` crate mirrors.
 pub const GATEWAY_API_BUNDLE_VERSION: &str = "v1.5.0";
 
+/// The API review that approved the Gateway API group, as upstream CRDs cite it.
+pub const GATEWAY_API_APPROVAL: &str = "https://github.com/kubernetes-sigs/gateway-api/pull/3328";
+
+/// Label on every object Weft installs, so tools can select them.
+pub const PART_OF_LABEL: &str = "app.kubernetes.io/part-of";
+/// Value of [`PART_OF_LABEL`].
+pub const PART_OF_VALUE: &str = "weft";
+
 /// Every CRD Weft installs, in a stable order.
 pub fn all() -> Vec<CustomResourceDefinition> {
     let mut crds = weft::crds();
@@ -24,6 +32,12 @@ pub fn all() -> Vec<CustomResourceDefinition> {
             .map(|crd| also_served_as(crd, "v1beta1")),
     );
     crds.extend(gateway_api());
+    for crd in &mut crds {
+        crd.metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert(PART_OF_LABEL.into(), PART_OF_VALUE.into());
+    }
     crds
 }
 
@@ -50,6 +64,11 @@ pub fn gateway_api() -> Vec<CustomResourceDefinition> {
         annotations.insert(
             "gateway.networking.k8s.io/channel".into(),
             "standard".into(),
+        );
+        // *.k8s.io groups are protected: the API server requires the approval reference.
+        annotations.insert(
+            "api-approved.kubernetes.io".into(),
+            GATEWAY_API_APPROVAL.into(),
         );
         crd
     })

@@ -102,8 +102,9 @@ async fn install_crds(kubectl: &Kubectl) -> Result<(), Error> {
             "wait",
             "--for=condition=Established",
             "--timeout=60s",
-            "-k",
-            &crds,
+            "crd",
+            "-l",
+            "app.kubernetes.io/part-of=weft",
         ])
         .await?;
     Ok(())

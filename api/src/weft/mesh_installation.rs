@@ -71,7 +71,7 @@ pub struct MeshInstallationSpec {
     /// Gateways the operator runs (ingress, egress, east-west).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = kube::core::Rule::new("self.all(g, self.exists_one(h, h.name == g.name && (has(h.namespace) ? h.namespace : '') == (has(g.namespace) ? g.namespace : '')))").message("spec.gateways: each gateway's name and namespace must be unique"))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(g, self.exists_one(h, h.name == g.name))").message("spec.gateways[].name must be unique within a MeshInstallation"))]
     pub gateways: Vec<GatewaySpec>,
 
     /// Settings of the data plane (the proxies next to workloads).
@@ -228,12 +228,13 @@ pub struct ControlPlane {
 #[x_kube(validation = kube::core::Rule::new("self.kind != 'eastwest' || !has(self.service) || !has(self.service.ports) || self.service.ports.exists(p, p.port == 15443)").message("spec.gateways[].service.ports: an eastwest gateway must expose port 15443"))]
 pub struct GatewaySpec {
     /// Name of the gateway's Deployment and Service.
+    #[schemars(length(min = 1, max = 63))]
     #[x_kube(validation = kube::core::Rule::new(super::names::DNS_LABEL_CEL).message("spec.gateways[].name must be a DNS label: lower-case letters, digits and '-', at most 63 characters"))]
     pub name: String,
 
     /// Namespace the gateway runs in (default: the root namespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 63))]
+    #[schemars(length(min = 1, max = 63))]
     pub namespace: Option<String>,
 
     /// What the gateway is for.
@@ -543,6 +544,7 @@ pub struct MultiCluster {
 
     /// This cluster's name, unique in the mesh.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
     #[x_kube(validation = kube::core::Rule::new(super::names::DNS_LABEL_CEL).message("spec.multiCluster.clusterName must be a DNS label"))]
     pub cluster_name: Option<String>,
 
