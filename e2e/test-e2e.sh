@@ -4,7 +4,9 @@
 # check that nothing was left behind. Exits with the tests' status (or 1 if
 # only the teardown check failed).
 #
-# Env: E2E_CLUSTERS (default "a b"), E2E_PACKAGES (default weft-e2e),
+# Env: E2E_CLUSTERS (default "a b": the tests' first and second cluster; any
+#      two of a..h, exported to the tests as WEFT_E2E_CLUSTER_A/B),
+#      E2E_PACKAGES (default weft-e2e),
 #      E2E_TEST_ARGS (default "--ignored --test-threads=2"), MAKE, CARGO,
 #      E2E_KEEP_CLUSTERS=1 to skip the teardown (for debugging).
 set -uo pipefail
@@ -15,6 +17,8 @@ CARGO="${CARGO:-cargo}"
 read -r -a clusters <<<"${E2E_CLUSTERS:-a b}"
 read -r -a packages <<<"${E2E_PACKAGES:-weft-e2e}"
 read -r -a test_args <<<"${E2E_TEST_ARGS:---ignored --test-threads=2}"
+[[ ${#clusters[@]} -ge 2 ]] || { echo "test-e2e: E2E_CLUSTERS needs two clusters (got '${clusters[*]}')" >&2; exit 2; }
+export WEFT_E2E_CLUSTER_A="${clusters[0]}" WEFT_E2E_CLUSTER_B="${clusters[1]}"
 pkg_args=()
 for p in "${packages[@]}"; do pkg_args+=(-p "$p"); done
 snapdir=target/e2e
@@ -58,4 +62,4 @@ for c in "${clusters[@]}"; do
   step "starting cluster $c" "$MAKE" --no-print-directory cluster-up CLUSTER="$c"
 done
 step "loading the images into ${clusters[*]}" "$MAKE" --no-print-directory images CLUSTERS="${clusters[*]}"
-step "running the e2e tests" "$CARGO" test "${pkg_args[@]}" -- "${test_args[@]}"
+step "running the e2e tests" "$CARGO" test --no-fail-fast "${pkg_args[@]}" -- "${test_args[@]}"

@@ -64,6 +64,17 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
+/// The harness cluster playing role `role` (`a` or `b`):
+/// `$WEFT_E2E_CLUSTER_<ROLE>` if set, else `role` itself. `make test-e2e
+/// E2E_CLUSTERS="c d"` uses this to run on clusters c and d, leaving a and b
+/// to whoever is using them.
+pub fn cluster_name(role: &str) -> String {
+    std::env::var(format!("WEFT_E2E_CLUSTER_{}", role.to_ascii_uppercase()))
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| role.to_owned())
+}
+
 /// Env var that overrides the kubeconfig of cluster `name`
 /// (`WEFT_E2E_KUBECONFIG_A`, `WEFT_E2E_KUBECONFIG_B`, ...).
 pub fn kubeconfig_env(name: &str) -> String {
@@ -150,14 +161,14 @@ impl Cluster {
         })
     }
 
-    /// Cluster `a` (the default one).
+    /// The first cluster: `a`, or `$WEFT_E2E_CLUSTER_A` (see [`cluster_name`]).
     pub async fn a() -> Result<Self, ClusterError> {
-        Self::connect("a").await
+        Self::connect(&cluster_name("a")).await
     }
 
-    /// Cluster `b` (for multi-cluster tests).
+    /// The second cluster (multi-cluster tests): `b`, or `$WEFT_E2E_CLUSTER_B`.
     pub async fn b() -> Result<Self, ClusterError> {
-        Self::connect("b").await
+        Self::connect(&cluster_name("b")).await
     }
 
     /// kubectl bound to this cluster's kubeconfig.

@@ -20,7 +20,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::runtime::wait::Condition;
 use kube::{Api, ResourceExt};
-use weft_e2e::cluster::node_ready;
+use weft_e2e::cluster::{cluster_name, node_ready};
 use weft_e2e::wait::{WORKLOAD_TIMEOUT, pod_ready, poll_until, wait_deleted, wait_for_object};
 use weft_e2e::{Cluster, Error, TestNamespace, certs, echo, ensure, pinned_kubernetes_version};
 
@@ -55,8 +55,9 @@ fn pod_ip(pod: &Pod) -> Result<String, Error> {
 async fn node_is_ready_and_reports_the_pinned_version() -> Result<(), Error> {
     weft_e2e::init_tracing();
     let pin = pinned_kubernetes_version()?;
-    for name in ["a", "b"] {
-        let cluster = Cluster::connect(name).await?;
+    for role in ["a", "b"] {
+        let name = cluster_name(role);
+        let cluster = Cluster::connect(&name).await?;
         let node = cluster.node().await?;
         let nodes: Api<Node> = Api::all(cluster.client.clone());
         let what = format!("node {} of cluster {name} to be Ready", node.name_any());
