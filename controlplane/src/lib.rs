@@ -10,3 +10,7 @@
 
 pub mod identity;
 pub mod resources;
+pub mod ca;
+pub mod config;
+pub mod run;
+pub mod tls;

@@ -1,0 +1,285 @@
+//! Wiring: from a [`Config`] to running servers. Builds the Kubernetes
+//! client (kubeconfig on a host, in-cluster in a pod), loads the mesh CA,
+//! issues weftd's serving certificate and starts the listeners; stops them
+//! gracefully on SIGTERM / Ctrl-C.
+//!
+//! Servers and where they plug in:
+//! - 15012 (TLS): `weft.ca.v1.CertificateService` (here) and the xDS ADS
+//!   service of [`crate::xds`] once it lands: add it to the router in
+//!   [`start`] next to the CA service; its handlers call
+//!   [`crate::tls::peer_identity`] to get the proxy's verified identity.
+//! - 15010 (plaintext xDS, off by default), 15014 (debug/metrics; export
+//!   [`Running::ca_metrics`]), 15017 (webhooks; serve with a
+//!   [`crate::tls::ServingCert`] from the same CA) and the index watches /
+//!   gateway controller: spawned in [`start`] into the same task set, each
+//!   taking a `shutdown` receiver.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::ca::{
+    Authority, AuthorityError, CaFiles, CaMetrics, CaPolicy, CertificateServer, KubeTokenReviewer,
+};
+use crate::config::{CaSource, Config, LogFormat};
+use crate::tls::{self, ServingCert, TlsError};
+
+/// How long in-flight requests get to finish after SIGTERM.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why weftd could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("reading kubeconfig {path}: {detail}")]
+    Kubeconfig { path: String, detail: String },
+    #[error(
+        "no Kubernetes configuration: {0}; pass --kubeconfig on a host, or run in a pod with a service account"
+    )]
+    InferConfig(String),
+    #[error("building the Kubernetes client: {0}")]
+    Client(String),
+    #[error(
+        "the CA Secret {namespace}/{name} does not exist: create it in Istio's cacerts layout (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem), or run with --ca-source generated for a dev run"
+    )]
+    CaSecretMissing { namespace: String, name: String },
+    #[error("reading the CA Secret {namespace}/{name}: {source}; may weftd get Secrets in {namespace}?")]
+    CaSecret {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(transparent)]
+    Authority(#[from] AuthorityError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("binding {addr}: {source}; is another process using the port?")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the gRPC server on {addr} failed: {source}")]
+    Serve {
+        addr: SocketAddr,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    #[error("waiting for SIGTERM: {0}")]
+    Signal(#[source] std::io::Error),
+    #[error("a weftd task panicked: {0}")]
+    Task(String),
+}
+
+/// Sets up logging (`RUST_LOG` overrides `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,h2=warn"));
+    let in_pod = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = if format.json(in_pod) {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// A Kubernetes client: from `--kubeconfig` when given, else inferred
+/// (in-cluster service account in a pod, `~/.kube/config` on a host).
+pub async fn kube_client(config: &Config) -> Result<Client, RunError> {
+    let kube_config = match &config.kubeconfig {
+        Some(path) => {
+            let err = |detail: String| RunError::Kubeconfig {
+                path: path.display().to_string(),
+                detail,
+            };
+            let kubeconfig = Kubeconfig::read_from(path).map_err(|e| err(e.to_string()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| err(e.to_string()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| RunError::InferConfig(e.to_string()))?,
+    };
+    Client::try_from(kube_config).map_err(|e| RunError::Client(e.to_string()))
+}
+
+/// Loads (or generates) the mesh CA as `--ca-source` says.
+pub async fn load_authority(config: &Config, client: &Client) -> Result<Authority, RunError> {
+    let now = SystemTime::now();
+    match config.ca_source {
+        CaSource::Generated => {
+            tracing::warn!(
+                "using a generated in-memory mesh CA: workload certificates will not verify after a restart (dev runs only)"
+            );
+            Ok(Authority::generate(&config.trust_domain, now)?)
+        }
+        CaSource::Dir => {
+            let dir = config.ca_dir.clone().unwrap_or_default();
+            let files = CaFiles::from_dir(&dir)?;
+            Ok(Authority::load(&dir.display().to_string(), &files, now)?)
+        }
+        CaSource::Secret => {
+            let (namespace, name) = (config.namespace.clone(), config.ca_secret.clone());
+            let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+            let secret = api
+                .get_opt(&name)
+                .await
+                .map_err(|source| RunError::CaSecret {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    source,
+                })?
+                .ok_or_else(|| RunError::CaSecretMissing {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                })?;
+            let origin = format!("Secret {namespace}/{name}");
+            let files = CaFiles::from_secret(&origin, &secret)?;
+            Ok(Authority::load(&origin, &files, now)?)
+        }
+    }
+}
+
+/// weftd, started. Dropping it does not stop the tasks: call
+/// [`Running::shutdown`].
+#[derive(Debug)]
+pub struct Running {
+    /// Where 15012 (xDS + CA over TLS) actually listens.
+    pub grpc_tls_addr: SocketAddr,
+    pub authority: Arc<Authority>,
+    pub ca_metrics: Arc<CaMetrics>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<Result<(), RunError>>,
+}
+
+impl Running {
+    /// Waits until a task ends (normally only on shutdown); returns its error.
+    pub async fn wait_any(&mut self) -> Result<(), RunError> {
+        match self.tasks.join_next().await {
+            Some(Ok(result)) => result,
+            Some(Err(e)) => Err(RunError::Task(e.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops accepting, lets in-flight requests finish (bounded), and
+    /// returns the first error any task reported.
+    pub async fn shutdown(mut self) -> Result<(), RunError> {
+        let _ = self.shutdown.send(true);
+        let mut first_error = Ok(());
+        let drain = async {
+            while let Some(joined) = self.tasks.join_next().await {
+                let result = joined.map_err(|e| RunError::Task(e.to_string())).and_then(|r| r);
+                if let (Err(e), true) = (result, first_error.is_ok()) {
+                    first_error = Err(e);
+                }
+            }
+        };
+        if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
+            tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
+            self.tasks.shutdown().await;
+        }
+        first_error
+    }
+}
+
+/// Builds everything and starts the servers; returns once they listen.
+pub async fn start(config: &Config) -> Result<Running, RunError> {
+    let client = kube_client(config).await?;
+    let authority = Arc::new(load_authority(config, &client).await?);
+    let ca_metrics = Arc::new(CaMetrics::default());
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+
+    // weftd's own serving certificate, from the mesh CA, kept renewed.
+    let names = tls::serving_names(&config.revision, &config.namespace, &config.cluster_domain);
+    let serving = Arc::new(ServingCert::issue(&authority, &names)?);
+    {
+        let (serving, authority, rx) = (serving.clone(), authority.clone(), shutdown_rx.clone());
+        tasks.spawn(async move {
+            serving.keep_renewed(authority, names, rx).await;
+            Ok(())
+        });
+    }
+
+    // 15012: CA (+ xDS) over TLS.
+    let tls_config = tls::server_config(authority.roots_der(), serving.clone())?;
+    let addr = SocketAddr::new(config.listen_address, config.grpc_tls_port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| RunError::Bind { addr, source })?;
+    let grpc_tls_addr = listener
+        .local_addr()
+        .map_err(|source| RunError::Bind { addr, source })?;
+    let ca_service = CertificateServer::new(
+        authority.clone(),
+        KubeTokenReviewer::new(client.clone()),
+        CaPolicy {
+            trust_domain: config.trust_domain.clone(),
+            audience: config.token_audience.clone(),
+            default_ttl: config.workload_cert_ttl,
+            max_ttl: config.max_workload_cert_ttl,
+        },
+        ca_metrics.clone(),
+    )
+    .into_service();
+    let router = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(ca_service);
+    // xDS joins here: `.add_service(<ADS server>)` on the same router.
+    let incoming = tls::incoming(listener, tls_config);
+    let mut rx = shutdown_rx.clone();
+    tasks.spawn(async move {
+        router
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            })
+            .await
+            .map_err(|source| RunError::Serve {
+                addr: grpc_tls_addr,
+                source,
+            })
+    });
+    tracing::info!(
+        addr = %grpc_tls_addr,
+        revision = %config.revision,
+        trust_domain = %config.trust_domain,
+        audience = %config.token_audience,
+        "serving the mesh CA over TLS"
+    );
+
+    Ok(Running {
+        grpc_tls_addr,
+        authority,
+        ca_metrics,
+        shutdown,
+        tasks,
+    })
+}
+
+/// Runs weftd until SIGTERM or Ctrl-C, then drains.
+pub async fn run(config: Config) -> Result<(), RunError> {
+    let mut running = start(&config).await?;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(RunError::Signal)?;
+    tokio::select! {
+        _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
+        result = running.wait_any() => {
+            // A server stopped on its own: stop the rest and report why.
+            let _ = running.shutdown().await;
+            return result;
+        }
+    }
+    running.shutdown().await
+}
