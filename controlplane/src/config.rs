@@ -128,7 +128,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             'm' => 60,
             'h' => 3600,
             'd' => 86400,
-            _ => return Err(format!("{s:?}: unknown unit {c:?}; write e.g. 90s, 30m, 24h, 1h30m")),
+            _ => {
+                return Err(format!(
+                    "{s:?}: unknown unit {c:?}; write e.g. 90s, 30m, 24h, 1h30m"
+                ));
+            }
         };
         let n: u64 = digits
             .parse()
@@ -155,7 +159,13 @@ mod tests {
 
     #[test]
     fn durations() {
-        for (s, secs) in [("90s", 90), ("30m", 1800), ("24h", 86400), ("1h30m", 5400), ("1d", 86400)] {
+        for (s, secs) in [
+            ("90s", 90),
+            ("30m", 1800),
+            ("24h", 86400),
+            ("1h30m", 5400),
+            ("1d", 86400),
+        ] {
             assert_eq!(parse_duration(s), Ok(Duration::from_secs(secs)), "{s}");
         }
         for bad in ["", "24", "h", "1x", "0s", "-1h"] {
@@ -195,6 +205,9 @@ mod tests {
         assert_eq!(c.ca_source, CaSource::Generated);
         assert_eq!(c.plaintext_xds_port, Some(15010));
         assert!(c.log_format.json(false));
-        assert!(Config::try_parse_from(["weftd", "--ca-source", "dir"]).is_err(), "dir needs --ca-dir");
+        assert!(
+            Config::try_parse_from(["weftd", "--ca-source", "dir"]).is_err(),
+            "dir needs --ca-dir"
+        );
     }
 }

@@ -8,9 +8,9 @@
 //! functions over plain data; the watches, gRPC and HTTP servers are thin
 //! glue around them.
 
-pub mod identity;
-pub mod resources;
 pub mod ca;
 pub mod config;
+pub mod identity;
+pub mod resources;
 pub mod run;
 pub mod tls;

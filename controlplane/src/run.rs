@@ -49,12 +49,14 @@ pub enum RunError {
         "the CA Secret {namespace}/{name} does not exist: create it in Istio's cacerts layout (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem), or run with --ca-source generated for a dev run"
     )]
     CaSecretMissing { namespace: String, name: String },
-    #[error("reading the CA Secret {namespace}/{name}: {source}; may weftd get Secrets in {namespace}?")]
+    #[error(
+        "reading the CA Secret {namespace}/{name}: {source}; may weftd get Secrets in {namespace}?"
+    )]
     CaSecret {
         namespace: String,
         name: String,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     #[error(transparent)]
     Authority(#[from] AuthorityError),
@@ -136,7 +138,7 @@ pub async fn load_authority(config: &Config, client: &Client) -> Result<Authorit
                 .map_err(|source| RunError::CaSecret {
                     namespace: namespace.clone(),
                     name: name.clone(),
-                    source,
+                    source: Box::new(source),
                 })?
                 .ok_or_else(|| RunError::CaSecretMissing {
                     namespace: namespace.clone(),
@@ -178,7 +180,9 @@ impl Running {
         let mut first_error = Ok(());
         let drain = async {
             while let Some(joined) = self.tasks.join_next().await {
-                let result = joined.map_err(|e| RunError::Task(e.to_string())).and_then(|r| r);
+                let result = joined
+                    .map_err(|e| RunError::Task(e.to_string()))
+                    .and_then(|r| r);
                 if let (Err(e), true) = (result, first_error.is_ok()) {
                     first_error = Err(e);
                 }

@@ -60,7 +60,11 @@ pub enum TlsError {
 /// The DNS names weftd serves 15012 (and 15017) under.
 pub fn serving_names(revision: &str, namespace: &str, cluster_domain: &str) -> Vec<String> {
     let mut names = Vec::new();
-    for service in [format!("weftd-{revision}"), format!("istiod-{revision}"), "istiod".to_owned()] {
+    for service in [
+        format!("weftd-{revision}"),
+        format!("istiod-{revision}"),
+        "istiod".to_owned(),
+    ] {
         names.push(format!("{service}.{namespace}.svc"));
         names.push(format!("{service}.{namespace}.svc.{cluster_domain}"));
     }
@@ -91,14 +95,23 @@ impl ServingCert {
     /// Replaces the certificate with a fresh one.
     pub fn renew(&self, authority: &Authority, names: &[String]) -> Result<(), TlsError> {
         let (key, validity) = issue_serving(authority, names, SystemTime::now())?;
-        *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = key;
-        *self.validity.write().unwrap_or_else(std::sync::PoisonError::into_inner) = validity;
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = key;
+        *self
+            .validity
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = validity;
         Ok(())
     }
 
     /// (not_before, not_after) of the current certificate, unix seconds.
     pub fn validity(&self) -> (i64, i64) {
-        *self.validity.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        *self
+            .validity
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// When the current certificate is due for renewal (half-life), unix seconds.
@@ -277,7 +290,11 @@ impl AsyncRead for MeshTlsStream {
 }
 
 impl AsyncWrite for MeshTlsStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -369,7 +386,10 @@ mod tests {
             "istiod-1-24.istio-system.svc",
             "istiod.istio-system.svc",
         ] {
-            assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+            assert!(
+                names.iter().any(|n| n == want),
+                "{want} missing from {names:?}"
+            );
         }
     }
 
@@ -379,7 +399,11 @@ mod tests {
         let names = serving_names("r1", "ns", "cluster.local");
         let cert = ServingCert::issue(&ca, &names).expect("issued");
         let (nb, na) = cert.validity();
-        assert_eq!(na - nb, SERVING_CERT_TTL.as_secs() as i64 + 60, "TTL plus backdating");
+        assert_eq!(
+            na - nb,
+            SERVING_CERT_TTL.as_secs() as i64 + 60,
+            "TTL plus backdating"
+        );
         assert_eq!(cert.renew_at(), nb + (na - nb) / 2);
         let before = cert.current.read().expect("lock").cert[0].clone();
         cert.renew(&ca, &names).expect("renewed");
@@ -411,7 +435,9 @@ mod tests {
             "two identities: none"
         );
         assert_eq!(
-            spiffe_id_of(&issue(vec![SanType::DnsName("x.y".try_into().expect("ia5"))])),
+            spiffe_id_of(&issue(vec![SanType::DnsName(
+                "x.y".try_into().expect("ia5")
+            )])),
             None
         );
     }

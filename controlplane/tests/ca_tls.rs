@@ -132,7 +132,9 @@ async fn csr_over_tls_then_mtls_identity() {
 
     // 1. No client certificate yet: TLS works, the CA signs a real CSR.
     let key = KeyPair::generate().expect("key");
-    let mut ca_client = client(ca_addr, &root, None).await.expect("TLS without client cert");
+    let mut ca_client = client(ca_addr, &root, None)
+        .await
+        .expect("TLS without client cert");
     let want = "spiffe://cluster.local/ns/orders/sa/orders-svc";
     let resp = ca_client
         .create_certificate(with_token(
@@ -159,11 +161,18 @@ async fn csr_over_tls_then_mtls_identity() {
         ))
         .await
         .expect_err("refused");
-    assert_eq!(status.code(), Code::PermissionDenied, "{}", status.message());
+    assert_eq!(
+        status.code(),
+        Code::PermissionDenied,
+        "{}",
+        status.message()
+    );
 
     // 2. mTLS with the issued certificate: the server sees the identity.
     let identity = Identity::from_pem(resp.cert_chain_pem.concat(), key.serialize_pem());
-    let mut mtls = client(whoami_addr, &root, Some(identity)).await.expect("mTLS");
+    let mut mtls = client(whoami_addr, &root, Some(identity))
+        .await
+        .expect("mTLS");
     let seen = mtls
         .create_certificate(Request::new(CreateCertificateRequest::default()))
         .await
@@ -198,5 +207,8 @@ async fn csr_over_tls_then_mtls_identity() {
             .await
             .is_err(),
     };
-    assert!(refused, "a certificate from another CA must not be accepted");
+    assert!(
+        refused,
+        "a certificate from another CA must not be accepted"
+    );
 }

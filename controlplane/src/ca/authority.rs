@@ -142,7 +142,10 @@ impl fmt::Debug for CaFiles {
 impl CaFiles {
     /// From file name → contents (a Secret's data or a directory's files).
     /// `origin` names where they came from in error messages.
-    pub fn from_map(origin: &str, data: &BTreeMap<String, Vec<u8>>) -> Result<Self, AuthorityError> {
+    pub fn from_map(
+        origin: &str,
+        data: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<Self, AuthorityError> {
         let text = |key: &'static str| -> Result<Option<String>, AuthorityError> {
             data.get(key)
                 .map(|bytes| {
@@ -480,7 +483,10 @@ fn verify_chain(origin: &str, chain: &[Cert], roots: &[Cert]) -> Result<(), Auth
         .map(|c| c.parsed().map_err(bad(origin, CERT_CHAIN)))
         .collect::<Result<_, _>>()?;
     for pair in chain.windows(2) {
-        if pair[0].verify_signature(Some(pair[1].public_key())).is_err() {
+        if pair[0]
+            .verify_signature(Some(pair[1].public_key()))
+            .is_err()
+        {
             return Err(AuthorityError::ChainBroken {
                 origin: origin.to_owned(),
                 subject: pair[0].subject().to_string(),

@@ -61,9 +61,7 @@ impl CsrError {
         match self {
             Self::TooLarge(_) | Self::Pem(_) | Self::Label(_) | Self::Parse(_) => "csr_malformed",
             Self::Signature => "csr_signature",
-            Self::NoSan { .. } | Self::WrongIdentity { .. } | Self::NonUriSan(_) => {
-                "csr_identity"
-            }
+            Self::NoSan { .. } | Self::WrongIdentity { .. } | Self::NonUriSan(_) => "csr_identity",
             Self::AsksForCa | Self::Extension(_) => "csr_extension",
             Self::Key(_) => "csr_key",
         }
@@ -90,7 +88,11 @@ pub fn check_csr(csr_pem: &str, want: &SpiffeId) -> Result<CheckedCsr, CsrError>
     }
     let csr = match X509CertificationRequest::from_der(&pem.contents) {
         Ok(([], csr)) => csr,
-        Ok(_) => return Err(CsrError::Parse("trailing bytes after the request".to_owned())),
+        Ok(_) => {
+            return Err(CsrError::Parse(
+                "trailing bytes after the request".to_owned(),
+            ));
+        }
         Err(e) => return Err(CsrError::Parse(e.to_string())),
     };
     csr.verify_signature().map_err(|_| CsrError::Signature)?;
@@ -265,8 +267,14 @@ mod tests {
         let want = id("orders", "orders-svc");
         let pem = csr_for(vec![uri("spiffe://cluster.local/ns/orders/sa/payments")]);
         let msg = check_csr(&pem, &want).expect_err("refused").to_string();
-        assert!(msg.contains("spiffe://cluster.local/ns/orders/sa/payments"), "{msg}");
-        assert!(msg.contains("spiffe://cluster.local/ns/orders/sa/orders-svc"), "{msg}");
+        assert!(
+            msg.contains("spiffe://cluster.local/ns/orders/sa/payments"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("spiffe://cluster.local/ns/orders/sa/orders-svc"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -107,7 +107,12 @@ pub struct CertificateServer<R> {
 }
 
 impl<R: TokenReviewer> CertificateServer<R> {
-    pub fn new(authority: Arc<Authority>, reviewer: R, policy: CaPolicy, metrics: Arc<CaMetrics>) -> Self {
+    pub fn new(
+        authority: Arc<Authority>,
+        reviewer: R,
+        policy: CaPolicy,
+        metrics: Arc<CaMetrics>,
+    ) -> Self {
         Self {
             authority,
             reviewer,

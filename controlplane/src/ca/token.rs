@@ -107,7 +107,10 @@ impl TokenReviewer for KubeTokenReviewer {
 }
 
 /// The bearer token of an `authorization` metadata value.
-pub fn bearer_token<'a>(authorization: Option<&'a str>, audience: &str) -> Result<&'a str, TokenError> {
+pub fn bearer_token<'a>(
+    authorization: Option<&'a str>,
+    audience: &str,
+) -> Result<&'a str, TokenError> {
     authorization
         .and_then(|v| {
             let (scheme, token) = v.trim().split_once(' ')?;
@@ -121,7 +124,10 @@ pub fn bearer_token<'a>(authorization: Option<&'a str>, audience: &str) -> Resul
 
 /// The verdict on a TokenReview status: authenticated, for `audience`, and
 /// a service account's token.
-pub fn authenticate(status: &TokenReviewStatus, audience: &str) -> Result<ServiceAccount, TokenError> {
+pub fn authenticate(
+    status: &TokenReviewStatus,
+    audience: &str,
+) -> Result<ServiceAccount, TokenError> {
     if status.authenticated != Some(true) {
         let reason = status
             .error
@@ -163,7 +169,12 @@ mod tests {
 
     use super::*;
 
-    fn status(authenticated: bool, audiences: &[&str], user: &str, error: Option<&str>) -> TokenReviewStatus {
+    fn status(
+        authenticated: bool,
+        audiences: &[&str],
+        user: &str,
+        error: Option<&str>,
+    ) -> TokenReviewStatus {
         TokenReviewStatus {
             authenticated: Some(authenticated),
             audiences: Some(audiences.iter().map(|a| (*a).to_owned()).collect()),
@@ -182,7 +193,12 @@ mod tests {
     #[test]
     fn service_account_token_for_the_audience() {
         let sa = authenticate(
-            &status(true, &["istio-ca"], "system:serviceaccount:orders:orders-svc", None),
+            &status(
+                true,
+                &["istio-ca"],
+                "system:serviceaccount:orders:orders-svc",
+                None,
+            ),
             "istio-ca",
         )
         .expect("authenticated");
@@ -202,12 +218,24 @@ mod tests {
         let cases = [
             (
                 "expired",
-                status(false, &[], "", Some("[invalid bearer token, service account token has expired]")),
+                status(
+                    false,
+                    &[],
+                    "",
+                    Some("[invalid bearer token, service account token has expired]"),
+                ),
                 "token_unauthenticated",
             ),
             (
                 "wrong audience (API server verdict)",
-                status(false, &[], "", Some("[invalid bearer token, token audiences [\"api\"] is invalid for the target audiences [\"istio-ca\"]]")),
+                status(
+                    false,
+                    &[],
+                    "",
+                    Some(
+                        "[invalid bearer token, token audiences [\"api\"] is invalid for the target audiences [\"istio-ca\"]]",
+                    ),
+                ),
                 "token_unauthenticated",
             ),
             (
@@ -215,12 +243,36 @@ mod tests {
                 status(true, &["https://kubernetes.default.svc"], sa_user, None),
                 "token_audience",
             ),
-            ("no audiences reported", status(true, &[], sa_user, None), "token_audience"),
-            ("unauthenticated without reason", TokenReviewStatus::default(), "token_unauthenticated"),
-            ("a user, not a service account", status(true, &["istio-ca"], "alice", None), "token_not_service_account"),
-            ("a node", status(true, &["istio-ca"], "system:node:n1", None), "token_not_service_account"),
-            ("malformed sa user", status(true, &["istio-ca"], "system:serviceaccount:orders", None), "token_not_service_account"),
-            ("empty sa name", status(true, &["istio-ca"], "system:serviceaccount:orders:", None), "token_not_service_account"),
+            (
+                "no audiences reported",
+                status(true, &[], sa_user, None),
+                "token_audience",
+            ),
+            (
+                "unauthenticated without reason",
+                TokenReviewStatus::default(),
+                "token_unauthenticated",
+            ),
+            (
+                "a user, not a service account",
+                status(true, &["istio-ca"], "alice", None),
+                "token_not_service_account",
+            ),
+            (
+                "a node",
+                status(true, &["istio-ca"], "system:node:n1", None),
+                "token_not_service_account",
+            ),
+            (
+                "malformed sa user",
+                status(true, &["istio-ca"], "system:serviceaccount:orders", None),
+                "token_not_service_account",
+            ),
+            (
+                "empty sa name",
+                status(true, &["istio-ca"], "system:serviceaccount:orders:", None),
+                "token_not_service_account",
+            ),
         ];
         for (name, st, label) in cases {
             let err = authenticate(&st, "istio-ca").expect_err(name);
@@ -242,7 +294,13 @@ mod tests {
     fn bearer_tokens() {
         assert_eq!(bearer_token(Some("Bearer abc.def"), "a"), Ok("abc.def"));
         assert_eq!(bearer_token(Some("bearer  abc "), "a"), Ok("abc"));
-        for bad in [None, Some(""), Some("Bearer "), Some("Basic abc"), Some("abc")] {
+        for bad in [
+            None,
+            Some(""),
+            Some("Bearer "),
+            Some("Basic abc"),
+            Some("abc"),
+        ] {
             let err = bearer_token(bad, "istio-ca").expect_err("missing");
             assert_eq!(err.label(), "token_missing");
             assert!(err.to_string().contains("istio-ca"));

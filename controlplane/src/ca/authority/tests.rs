@@ -20,7 +20,10 @@ fn uri(s: &str) -> SanType {
 
 /// The real verifier weftd's TLS port uses: path building to the roots,
 /// validity, clientAuth EKU.
-fn verify_as_client(ca: &Authority, chain: &[CertificateDer<'static>]) -> Result<(), rustls::Error> {
+fn verify_as_client(
+    ca: &Authority,
+    chain: &[CertificateDer<'static>],
+) -> Result<(), rustls::Error> {
     let mut store = rustls::RootCertStore::empty();
     for root in ca.roots_der() {
         store.add(root.clone()).expect("root parses");
@@ -44,11 +47,21 @@ fn generated_ca_signs_leaves_that_chain_to_the_root() {
     let issued = ca
         .issue(&key, vec![uri(id)], Duration::from_secs(24 * 3600), now())
         .expect("issued");
-    assert_eq!(issued.chain_pem.len(), 2, "leaf + intermediate (the root travels as the trust bundle)");
+    assert_eq!(
+        issued.chain_pem.len(),
+        2,
+        "leaf + intermediate (the root travels as the trust bundle)"
+    );
     assert_eq!(issued.chain_der.len(), 2);
     verify_as_client(&ca, &issued.chain_der).expect("chain verifies to the root");
-    assert!(ca.trust_bundle_pem().starts_with("-----BEGIN CERTIFICATE-----"));
-    assert!(!ca.trust_bundle_pem().contains(&issued.chain_pem[1]), "root is not the intermediate");
+    assert!(
+        ca.trust_bundle_pem()
+            .starts_with("-----BEGIN CERTIFICATE-----")
+    );
+    assert!(
+        !ca.trust_bundle_pem().contains(&issued.chain_pem[1]),
+        "root is not the intermediate"
+    );
 
     let (_, leaf) = X509Certificate::from_der(&issued.chain_der[0]).expect("leaf parses");
     let san = leaf
@@ -57,7 +70,10 @@ fn generated_ca_signs_leaves_that_chain_to_the_root() {
         .expect("SAN present");
     assert_eq!(san.value.general_names, vec![GeneralName::URI(id)]);
     assert!(!leaf.is_ca());
-    let eku = leaf.extended_key_usage().expect("eku ok").expect("eku present");
+    let eku = leaf
+        .extended_key_usage()
+        .expect("eku ok")
+        .expect("eku present");
     assert!(eku.value.client_auth && eku.value.server_auth);
     assert_eq!(
         leaf.public_key().raw,
@@ -76,7 +92,12 @@ fn serials_differ() {
     let key = KeyPair::generate().expect("key");
     let serial = |_| {
         let issued = ca
-            .issue(&key, vec![uri("spiffe://td/ns/a/sa/b")], Duration::from_secs(60), now())
+            .issue(
+                &key,
+                vec![uri("spiffe://td/ns/a/sa/b")],
+                Duration::from_secs(60),
+                now(),
+            )
             .expect("issued");
         let (_, leaf) = X509Certificate::from_der(&issued.chain_der[0]).expect("parses");
         leaf.raw_serial().to_vec()
@@ -105,15 +126,31 @@ fn leaves_never_outlive_the_signing_certificate() {
     };
     let ca = Authority::load("short", &files, start).expect("loads");
     let issued = ca
-        .issue(&KeyPair::generate().expect("key"), vec![uri("spiffe://td/ns/a/sa/b")], Duration::from_secs(86400), start)
+        .issue(
+            &KeyPair::generate().expect("key"),
+            vec![uri("spiffe://td/ns/a/sa/b")],
+            Duration::from_secs(86400),
+            start,
+        )
         .expect("issued");
-    assert!(issued.not_after <= ca.signing_not_after(), "cut at the intermediate's expiry");
+    assert!(
+        issued.not_after <= ca.signing_not_after(),
+        "cut at the intermediate's expiry"
+    );
     // And once it has expired, nothing is signed.
     let later = start + Duration::from_secs(7200);
     let err = ca
-        .issue(&KeyPair::generate().expect("key"), vec![], Duration::from_secs(60), later)
+        .issue(
+            &KeyPair::generate().expect("key"),
+            vec![],
+            Duration::from_secs(60),
+            later,
+        )
         .expect_err("expired CA signs nothing");
-    assert!(matches!(err, AuthorityError::SigningCertExpired { .. }), "{err}");
+    assert!(
+        matches!(err, AuthorityError::SigningCertExpired { .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -143,7 +180,12 @@ fn loads_openssl_made_rsa_cacerts_with_pkcs1_key() {
     assert!(files.ca_key.contains("BEGIN RSA PRIVATE KEY"));
     let ca = Authority::load("testdata", &files, now()).expect("loads");
     let issued = ca
-        .issue(&KeyPair::generate().expect("key"), vec![uri("spiffe://cluster.local/ns/a/sa/b")], Duration::from_secs(3600), now())
+        .issue(
+            &KeyPair::generate().expect("key"),
+            vec![uri("spiffe://cluster.local/ns/a/sa/b")],
+            Duration::from_secs(3600),
+            now(),
+        )
         .expect("issued with an RSA intermediate");
     verify_as_client(&ca, &issued.chain_der).expect("chain verifies to the openssl root");
 }
@@ -160,18 +202,43 @@ fn refuses_broken_material_with_a_clear_error() {
         .pem();
     let far_future = now() + Duration::from_secs(20 * 365 * 24 * 3600);
 
-    type Case = (&'static str, Box<dyn Fn(&mut CaFiles)>, SystemTime, &'static str);
+    type Case = (
+        &'static str,
+        Box<dyn Fn(&mut CaFiles)>,
+        SystemTime,
+        &'static str,
+    );
     let cases: Vec<Case> = vec![
-        ("garbage cert", Box::new(|f: &mut CaFiles| f.ca_cert = "not a cert".into()), now(), "no CERTIFICATE block"),
+        (
+            "garbage cert",
+            Box::new(|f: &mut CaFiles| f.ca_cert = "not a cert".into()),
+            now(),
+            "no CERTIFICATE block",
+        ),
         (
             "truncated PEM",
             Box::new(|f: &mut CaFiles| f.ca_cert = f.ca_cert[..f.ca_cert.len() / 2].to_owned()),
             now(),
             "ca-cert.pem",
         ),
-        ("two certs in ca-cert", Box::new(|f: &mut CaFiles| f.ca_cert = f.cert_chain.clone().unwrap_or_default()), now(), "exactly one"),
-        ("garbage key", Box::new(|f: &mut CaFiles| f.ca_key = "nope".into()), now(), "no PRIVATE KEY"),
-        ("key of another CA", Box::new(move |f: &mut CaFiles| f.ca_key = other.ca_key.clone()), now(), "not the key of"),
+        (
+            "two certs in ca-cert",
+            Box::new(|f: &mut CaFiles| f.ca_cert = f.cert_chain.clone().unwrap_or_default()),
+            now(),
+            "exactly one",
+        ),
+        (
+            "garbage key",
+            Box::new(|f: &mut CaFiles| f.ca_key = "nope".into()),
+            now(),
+            "no PRIVATE KEY",
+        ),
+        (
+            "key of another CA",
+            Box::new(move |f: &mut CaFiles| f.ca_key = other.ca_key.clone()),
+            now(),
+            "not the key of",
+        ),
         (
             "a leaf as CA",
             Box::new(move |f: &mut CaFiles| {
@@ -181,7 +248,12 @@ fn refuses_broken_material_with_a_clear_error() {
             now(),
             "not a CA certificate",
         ),
-        ("expired", Box::new(|_: &mut CaFiles| {}), far_future, "rotate the CA material"),
+        (
+            "expired",
+            Box::new(|_: &mut CaFiles| {}),
+            far_future,
+            "rotate the CA material",
+        ),
         (
             "root of another CA",
             Box::new({
@@ -209,9 +281,18 @@ fn refuses_broken_material_with_a_clear_error() {
         edit(&mut files);
         let err = Authority::load("Secret istio-system/cacerts", &files, at).expect_err(name);
         let msg = err.to_string();
-        assert!(msg.contains(want), "{name}: {msg:?} should contain {want:?}");
-        assert!(msg.contains("istio-system/cacerts"), "{name}: {msg:?} names the Secret");
-        assert!(!msg.contains("PRIVATE KEY-----"), "{name}: never echoes key material");
+        assert!(
+            msg.contains(want),
+            "{name}: {msg:?} should contain {want:?}"
+        );
+        assert!(
+            msg.contains("istio-system/cacerts"),
+            "{name}: {msg:?} names the Secret"
+        );
+        assert!(
+            !msg.contains("PRIVATE KEY-----"),
+            "{name}: never echoes key material"
+        );
     }
 }
 
@@ -222,15 +303,26 @@ fn refuses_incomplete_secrets() {
         let mut data = full.clone();
         data.remove(missing);
         let err = CaFiles::from_map("Secret ns/cacerts", &data).expect_err(missing);
-        assert!(matches!(err, AuthorityError::MissingKey { key, .. } if key == missing), "{err}");
+        assert!(
+            matches!(err, AuthorityError::MissingKey { key, .. } if key == missing),
+            "{err}"
+        );
         assert!(err.to_string().contains("cacerts layout"), "{err}");
     }
     let mut data = full.clone();
     data.remove(CERT_CHAIN);
-    assert!(CaFiles::from_map("s", &data).expect("optional").cert_chain.is_none());
+    assert!(
+        CaFiles::from_map("s", &data)
+            .expect("optional")
+            .cert_chain
+            .is_none()
+    );
     let mut data = full;
     data.insert(CA_CERT.to_owned(), vec![0xff, 0xfe]);
-    assert!(matches!(CaFiles::from_map("s", &data), Err(AuthorityError::NotUtf8 { .. })));
+    assert!(matches!(
+        CaFiles::from_map("s", &data),
+        Err(AuthorityError::NotUtf8 { .. })
+    ));
 }
 
 #[test]

@@ -48,9 +48,30 @@ fn server(down: bool) -> (CertificateServer<FakeApiServer>, Arc<CaMetrics>) {
     let metrics = Arc::new(CaMetrics::default());
     let api = FakeApiServer {
         tokens: BTreeMap::from([
-            ("orders-token", ("system:serviceaccount:orders:orders-svc", vec!["istio-ca"], false)),
-            ("api-token", ("system:serviceaccount:orders:orders-svc", vec!["https://kubernetes.default.svc"], false)),
-            ("old-token", ("system:serviceaccount:orders:orders-svc", vec!["istio-ca"], true)),
+            (
+                "orders-token",
+                (
+                    "system:serviceaccount:orders:orders-svc",
+                    vec!["istio-ca"],
+                    false,
+                ),
+            ),
+            (
+                "api-token",
+                (
+                    "system:serviceaccount:orders:orders-svc",
+                    vec!["https://kubernetes.default.svc"],
+                    false,
+                ),
+            ),
+            (
+                "old-token",
+                (
+                    "system:serviceaccount:orders:orders-svc",
+                    vec!["istio-ca"],
+                    true,
+                ),
+            ),
             ("alice-token", ("alice", vec!["istio-ca"], false)),
         ]),
         down,
@@ -61,7 +82,10 @@ fn server(down: bool) -> (CertificateServer<FakeApiServer>, Arc<CaMetrics>) {
         default_ttl: DEFAULT_TTL,
         max_ttl: DEFAULT_MAX_TTL,
     };
-    (CertificateServer::new(authority, api, policy, metrics.clone()), metrics)
+    (
+        CertificateServer::new(authority, api, policy, metrics.clone()),
+        metrics,
+    )
 }
 
 fn csr(uri: &str) -> String {
@@ -74,7 +98,11 @@ fn csr(uri: &str) -> String {
         .expect("csr")
 }
 
-fn request(token: Option<&str>, csr_pem: String, validity_seconds: i64) -> Request<CreateCertificateRequest> {
+fn request(
+    token: Option<&str>,
+    csr_pem: String,
+    validity_seconds: i64,
+) -> Request<CreateCertificateRequest> {
     let mut req = Request::new(CreateCertificateRequest {
         csr_pem,
         validity_seconds,
@@ -131,16 +159,96 @@ async fn lifetimes_are_capped() {
 #[tokio::test]
 async fn refusals_map_to_grpc_statuses_and_are_counted() {
     let cases = [
-        ("token for sa A asking for sa B", Some("orders-token"), csr("spiffe://cluster.local/ns/orders/sa/payments"), 0, false, Code::PermissionDenied, "csr_identity"),
-        ("wrong trust domain", Some("orders-token"), csr("spiffe://other.domain/ns/orders/sa/orders-svc"), 0, false, Code::PermissionDenied, "csr_identity"),
-        ("wrong audience", Some("api-token"), csr(ORDERS), 0, false, Code::Unauthenticated, "token_unauthenticated"),
-        ("expired token", Some("old-token"), csr(ORDERS), 0, false, Code::Unauthenticated, "token_unauthenticated"),
-        ("unknown token", Some("forged"), csr(ORDERS), 0, false, Code::Unauthenticated, "token_unauthenticated"),
-        ("a user's token", Some("alice-token"), csr(ORDERS), 0, false, Code::Unauthenticated, "token_not_service_account"),
-        ("no token", None, csr(ORDERS), 0, false, Code::Unauthenticated, "token_missing"),
-        ("API server down", Some("orders-token"), csr(ORDERS), 0, true, Code::Unavailable, "token_review_failed"),
-        ("garbage CSR", Some("orders-token"), "junk".to_owned(), 0, false, Code::InvalidArgument, "csr_malformed"),
-        ("negative validity", Some("orders-token"), csr(ORDERS), -5, false, Code::InvalidArgument, "validity"),
+        (
+            "token for sa A asking for sa B",
+            Some("orders-token"),
+            csr("spiffe://cluster.local/ns/orders/sa/payments"),
+            0,
+            false,
+            Code::PermissionDenied,
+            "csr_identity",
+        ),
+        (
+            "wrong trust domain",
+            Some("orders-token"),
+            csr("spiffe://other.domain/ns/orders/sa/orders-svc"),
+            0,
+            false,
+            Code::PermissionDenied,
+            "csr_identity",
+        ),
+        (
+            "wrong audience",
+            Some("api-token"),
+            csr(ORDERS),
+            0,
+            false,
+            Code::Unauthenticated,
+            "token_unauthenticated",
+        ),
+        (
+            "expired token",
+            Some("old-token"),
+            csr(ORDERS),
+            0,
+            false,
+            Code::Unauthenticated,
+            "token_unauthenticated",
+        ),
+        (
+            "unknown token",
+            Some("forged"),
+            csr(ORDERS),
+            0,
+            false,
+            Code::Unauthenticated,
+            "token_unauthenticated",
+        ),
+        (
+            "a user's token",
+            Some("alice-token"),
+            csr(ORDERS),
+            0,
+            false,
+            Code::Unauthenticated,
+            "token_not_service_account",
+        ),
+        (
+            "no token",
+            None,
+            csr(ORDERS),
+            0,
+            false,
+            Code::Unauthenticated,
+            "token_missing",
+        ),
+        (
+            "API server down",
+            Some("orders-token"),
+            csr(ORDERS),
+            0,
+            true,
+            Code::Unavailable,
+            "token_review_failed",
+        ),
+        (
+            "garbage CSR",
+            Some("orders-token"),
+            "junk".to_owned(),
+            0,
+            false,
+            Code::InvalidArgument,
+            "csr_malformed",
+        ),
+        (
+            "negative validity",
+            Some("orders-token"),
+            csr(ORDERS),
+            -5,
+            false,
+            Code::InvalidArgument,
+            "validity",
+        ),
     ];
     for (name, token, csr_pem, validity, down, code, label) in cases {
         let (server, metrics) = server(down);
@@ -164,7 +272,11 @@ fn ttl_policy() {
         default_ttl: Duration::from_secs(100),
         max_ttl: Duration::from_secs(50),
     };
-    assert_eq!(policy.ttl(0).expect("default"), Duration::from_secs(50), "default capped too");
+    assert_eq!(
+        policy.ttl(0).expect("default"),
+        Duration::from_secs(50),
+        "default capped too"
+    );
     assert_eq!(policy.ttl(10).expect("short"), Duration::from_secs(10));
     assert_eq!(policy.ttl(1000).expect("long"), Duration::from_secs(50));
     assert!(policy.ttl(-1).is_err());
