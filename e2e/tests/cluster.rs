@@ -6,9 +6,6 @@
 //! clusters that are already up: `make images CLUSTERS="a b"` then
 //! `cargo test -p weft-e2e --test cluster -- --ignored`.
 
-// weft_e2e::Error is large (kube::Error plus context) and only built on failure.
-#![allow(clippy::result_large_err)]
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -380,19 +377,22 @@ async fn a_namespace_deletes_completely() -> Result<(), Error> {
     Ok(())
 }
 
-/// Deletes the cluster-scoped webhook configuration even if the test fails.
+/// Deletes the cluster-scoped webhook configuration if the test fails before
+/// doing so itself (blocking kubectl: the test's runtime may be gone).
 struct WebhookConfigGuard {
-    api: Api<ValidatingWebhookConfiguration>,
+    kubectl: weft_e2e::Kubectl,
     name: String,
 }
 
 impl Drop for WebhookConfigGuard {
     fn drop(&mut self) {
-        let (api, name) = (self.api.clone(), self.name.clone());
-        // Best effort on the test's runtime; `cleanup` below is the real path.
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move { api.delete(&name, &DeleteParams::default()).await });
-        }
+        let _ = self.kubectl.command_blocking(&[
+            "delete",
+            "validatingwebhookconfiguration",
+            &self.name,
+            "--ignore-not-found",
+            "--wait=false",
+        ]);
     }
 }
 
@@ -417,7 +417,7 @@ async fn a_validating_webhook_behind_a_service_is_called() -> Result<(), Error> 
     let config = echo::validating_webhook(&config_name, ns.name(), "deny-hook", &cert.ca_pem);
     configs.create(&PostParams::default(), &config).await?;
     let _guard = WebhookConfigGuard {
-        api: configs.clone(),
+        kubectl: cluster.kubectl(),
         name: config_name.clone(),
     };
 
