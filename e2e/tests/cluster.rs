@@ -251,6 +251,40 @@ async fn kubectl_logs_and_exec_work() -> Result<(), Error> {
         || format!("kubectl exec printed {out:?}"),
     )?;
 
+    // The same through the API server's exec subresource (no kubectl).
+    let api_exec = weft_e2e::pods::exec(
+        &ns,
+        &pod,
+        None,
+        &[
+            "/weft-echo",
+            "client",
+            "--url",
+            "http://127.0.0.1:8080/healthz",
+        ],
+        SHORT,
+    )
+    .await?;
+    ensure(api_exec.success && api_exec.stdout.trim() == "ok", || {
+        format!("exec via the API printed {api_exec:?}")
+    })?;
+    let failing = weft_e2e::pods::exec(
+        &ns,
+        &pod,
+        None,
+        &[
+            "/weft-echo",
+            "client",
+            "--url",
+            "http://127.0.0.1:8080/?status=500",
+        ],
+        SHORT,
+    )
+    .await?;
+    ensure(!failing.success, || {
+        format!("a failing command reported success: {failing:?}")
+    })?;
+
     // logs: the server logged that request.
     let what = format!("kubectl logs of {pod} to show the /exec-probe request");
     poll_until(&what, SHORT, Duration::from_millis(250), || async {
