@@ -9,4 +9,5 @@
 //! glue around them.
 
 pub mod identity;
+pub mod index;
 pub mod resources;
