@@ -11,6 +11,7 @@
 pub mod ca;
 pub mod config;
 pub mod identity;
+pub mod index;
 pub mod resources;
 pub mod run;
 pub mod tls;
