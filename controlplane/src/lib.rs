@@ -9,4 +9,6 @@
 //! glue around them.
 
 pub mod identity;
+pub mod metrics;
 pub mod resources;
+pub mod xds;
