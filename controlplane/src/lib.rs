@@ -8,6 +8,7 @@
 //! functions over plain data; the watches, gRPC and HTTP servers are thin
 //! glue around them.
 
+pub mod debug;
 pub mod identity;
 pub mod metrics;
 pub mod resources;
