@@ -10,6 +10,7 @@
 
 pub mod debug;
 pub mod identity;
+pub mod index;
 pub mod metrics;
 pub mod resources;
 pub mod xds;
