@@ -10,8 +10,11 @@
 
 pub mod ca;
 pub mod config;
+pub mod debug;
 pub mod identity;
 pub mod index;
+pub mod metrics;
 pub mod resources;
 pub mod run;
 pub mod tls;
+pub mod xds;

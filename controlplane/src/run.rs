@@ -1,35 +1,50 @@
 //! Wiring: from a [`Config`] to running servers. Builds the Kubernetes
 //! client (kubeconfig on a host, in-cluster in a pod), loads the mesh CA,
-//! issues weftd's serving certificate and starts the listeners; stops them
-//! gracefully on SIGTERM / Ctrl-C.
+//! issues weftd's serving certificate, starts the index watches and the
+//! listeners; stops them gracefully on SIGTERM / Ctrl-C.
 //!
-//! Servers and where they plug in:
-//! - 15012 (TLS): `weft.ca.v1.CertificateService` (here) and the xDS ADS
-//!   service of [`crate::xds`] once it lands: add it to the router in
-//!   [`start`] next to the CA service; its handlers call
-//!   [`crate::tls::peer_identity`] to get the proxy's verified identity.
-//! - 15010 (plaintext xDS, off by default), 15014 (debug/metrics; export
-//!   [`Running::ca_metrics`]), 15017 (webhooks; serve with a
-//!   [`crate::tls::ServingCert`] from the same CA) and the index watches /
-//!   gateway controller: spawned in [`start`] into the same task set, each
-//!   taking a `shutdown` receiver.
+//! | port | what | module |
+//! | --- | --- | --- |
+//! | 15012 | xDS (ADS, proxies identified by their mesh client certificate) and `weft.ca.v1.CertificateService`, over TLS | [`crate::xds`], [`crate::ca`], [`crate::tls`] |
+//! | 15010 | plaintext xDS, off unless `--plaintext-xds-port` | [`crate::xds`] |
+//! | 15014 | `/metrics`, `/ready`, `/debug/*` | [`crate::debug`] |
+//! | 15017 | admission webhooks: joins in [`start`] when the inject/validation modules land (serve with a [`ServingCert`] from the same CA) | |
+//!
+//! The xDS configuration comes from [`config_source`]; the gateway
+//! controller joins [`start`] as one more task taking the shutdown receiver.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::events::Reporter;
 use kube::{Api, Client};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::ca::{
     Authority, AuthorityError, CaFiles, CaMetrics, CaPolicy, CertificateServer, KubeTokenReviewer,
 };
 use crate::config::{CaSource, Config, LogFormat};
+use crate::debug::{self, DebugError, DebugState, Readiness};
+use crate::index::watch::SharedIndex;
+use crate::index::{self, Index, Kind};
+use crate::metrics::Metrics;
+use crate::resources::Resources;
 use crate::tls::{self, ServingCert, TlsError};
+use crate::xds::{Authentication, ConfigSource, ProxyRegistry, StaticSource, XdsConfig, XdsServer};
+
+/// Kinds whose initial list must be loaded before weftd reports ready.
+const READY_KINDS: [Kind; 5] = [
+    Kind::Namespace,
+    Kind::Service,
+    Kind::EndpointSlice,
+    Kind::Pod,
+    Kind::ServiceAccount,
+];
 
 /// How long in-flight requests get to finish after SIGTERM.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -74,6 +89,10 @@ pub enum RunError {
         #[source]
         source: tonic::transport::Error,
     },
+    #[error(transparent)]
+    Debug(#[from] DebugError),
+    #[error(transparent)]
+    Xds(#[from] crate::xds::XdsError),
     #[error("waiting for SIGTERM: {0}")]
     Signal(#[source] std::io::Error),
     #[error("a weftd task panicked: {0}")]
@@ -151,16 +170,34 @@ pub async fn load_authority(config: &Config, client: &Client) -> Result<Authorit
     }
 }
 
+/// What xDS serves. Until translation (index → Envoy resources) lands,
+/// this is an empty configuration: proxies connect, are identified and
+/// get nothing to route. Translation replaces this one function.
+pub fn config_source(_index: &SharedIndex) -> Arc<dyn ConfigSource> {
+    tracing::warn!("xDS translation is not wired yet: proxies receive an empty configuration");
+    Arc::new(StaticSource::new(Resources::default()))
+}
+
 /// weftd, started. Dropping it does not stop the tasks: call
 /// [`Running::shutdown`].
 #[derive(Debug)]
 pub struct Running {
     /// Where 15012 (xDS + CA over TLS) actually listens.
     pub grpc_tls_addr: SocketAddr,
+    /// Where 15014 (debug, metrics, readiness) listens.
+    pub monitoring_addr: SocketAddr,
+    /// Where plaintext xDS listens, when enabled.
+    pub plaintext_xds_addr: Option<SocketAddr>,
     pub authority: Arc<Authority>,
     pub ca_metrics: Arc<CaMetrics>,
+    pub metrics: Metrics,
+    pub readiness: Readiness,
+    pub registry: ProxyRegistry,
+    pub xds: XdsServer,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<Result<(), RunError>>,
+    /// Index watches: they run until aborted.
+    watches: Vec<JoinHandle<()>>,
 }
 
 impl Running {
@@ -173,10 +210,15 @@ impl Running {
         }
     }
 
-    /// Stops accepting, lets in-flight requests finish (bounded), and
-    /// returns the first error any task reported.
+    /// Stops accepting, ends xDS streams, lets in-flight requests finish
+    /// (bounded), stops the watches, and returns the first error any task
+    /// reported.
     pub async fn shutdown(mut self) -> Result<(), RunError> {
         let _ = self.shutdown.send(true);
+        self.xds.close_streams();
+        for watch in &self.watches {
+            watch.abort();
+        }
         let mut first_error = Ok(());
         let drain = async {
             while let Some(joined) = self.tasks.join_next().await {
@@ -196,13 +238,58 @@ impl Running {
     }
 }
 
+async fn bind(config: &Config, port: u16) -> Result<(TcpListener, SocketAddr), RunError> {
+    let addr = SocketAddr::new(config.listen_address, port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| RunError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| RunError::Bind { addr, source })?;
+    Ok((listener, bound))
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
 /// Builds everything and starts the servers; returns once they listen.
 pub async fn start(config: &Config) -> Result<Running, RunError> {
     let client = kube_client(config).await?;
     let authority = Arc::new(load_authority(config, &client).await?);
-    let ca_metrics = Arc::new(CaMetrics::default());
+    let metrics = Metrics::new();
+    let ca_metrics = Arc::new(CaMetrics::exporting_to(metrics.clone()));
+    let readiness = Readiness::default();
+    let registry = ProxyRegistry::default();
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
+
+    // The index: one watch per kind, and readiness once the core kinds synced.
+    let shared_index: SharedIndex = Arc::new(Mutex::new(Index::new()));
+    let reporter = Reporter {
+        controller: format!("weftd-{}", config.revision),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let mut snapshots = shared_index
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .subscribe();
+    let watches = index::watch::spawn(client.clone(), shared_index.clone(), reporter);
+    {
+        let (readiness, stop) = (readiness.clone(), stopped(shutdown_rx.clone()));
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = stop => {}
+                synced = snapshots.wait_for(|s| s.is_synced(&READY_KINDS)) => {
+                    if synced.is_ok() {
+                        readiness.set_ready();
+                        tracing::info!("index synced: ready");
+                    }
+                }
+            }
+            Ok(())
+        });
+    }
 
     // weftd's own serving certificate, from the mesh CA, kept renewed.
     let names = tls::serving_names(&config.revision, &config.namespace, &config.cluster_domain);
@@ -215,15 +302,21 @@ pub async fn start(config: &Config) -> Result<Running, RunError> {
         });
     }
 
-    // 15012: CA (+ xDS) over TLS.
+    // xDS, shared by 15012 and 15010.
+    let xds = XdsServer::new(
+        config_source(&shared_index),
+        XdsConfig {
+            trust_domain: config.trust_domain.clone(),
+            revision: config.revision.clone(),
+            ..XdsConfig::default()
+        },
+        registry.clone(),
+        metrics.clone(),
+    );
+
+    // 15012: xDS + CA over TLS.
     let tls_config = tls::server_config(authority.roots_der(), serving.clone())?;
-    let addr = SocketAddr::new(config.listen_address, config.grpc_tls_port);
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| RunError::Bind { addr, source })?;
-    let grpc_tls_addr = listener
-        .local_addr()
-        .map_err(|source| RunError::Bind { addr, source })?;
+    let (listener, grpc_tls_addr) = bind(config, config.grpc_tls_port).await?;
     let ca_service = CertificateServer::new(
         authority.clone(),
         KubeTokenReviewer::new(client.clone()),
@@ -239,15 +332,13 @@ pub async fn start(config: &Config) -> Result<Running, RunError> {
     let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .add_service(ca_service);
-    // xDS joins here: `.add_service(<ADS server>)` on the same router.
+        .add_service(ca_service)
+        .add_service(xds.service(Authentication::ClientCertificate));
     let incoming = tls::incoming(listener, tls_config);
-    let mut rx = shutdown_rx.clone();
+    let stop = stopped(shutdown_rx.clone());
     tasks.spawn(async move {
         router
-            .serve_with_incoming_shutdown(incoming, async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            })
+            .serve_with_incoming_shutdown(incoming, stop)
             .await
             .map_err(|source| RunError::Serve {
                 addr: grpc_tls_addr,
@@ -259,15 +350,41 @@ pub async fn start(config: &Config) -> Result<Running, RunError> {
         revision = %config.revision,
         trust_domain = %config.trust_domain,
         audience = %config.token_audience,
-        "serving the mesh CA over TLS"
+        "serving xDS and the mesh CA over TLS"
     );
+
+    // 15010: plaintext xDS, only when asked for.
+    let mut plaintext_xds_addr = None;
+    if let Some(port) = config.plaintext_xds_port {
+        let (listener, addr) = bind(config, port).await?;
+        plaintext_xds_addr = Some(addr);
+        let (xds, stop) = (xds.clone(), stopped(shutdown_rx.clone()));
+        tasks.spawn(async move { Ok(xds.serve_plaintext(listener, stop).await?) });
+    }
+
+    // 15014: debug, metrics, readiness.
+    let (listener, monitoring_addr) = bind(config, config.monitoring_port).await?;
+    let state = DebugState {
+        registry: registry.clone(),
+        metrics: metrics.clone(),
+        readiness: readiness.clone(),
+    };
+    let stop = stopped(shutdown_rx.clone());
+    tasks.spawn(async move { Ok(debug::serve(state, listener, stop).await?) });
 
     Ok(Running {
         grpc_tls_addr,
+        monitoring_addr,
+        plaintext_xds_addr,
         authority,
         ca_metrics,
+        metrics,
+        readiness,
+        registry,
+        xds,
         shutdown,
         tasks,
+        watches,
     })
 }
 

@@ -6,15 +6,13 @@
 //!   CA itself and renewed at half-life without restarting the listener.
 //! - Client certificates are optional at the TLS layer (a proxy has none
 //!   before its first CSR) but, when presented, must chain to the mesh
-//!   root. The SPIFFE ID of a verified client certificate travels with the
-//!   connection as [`MeshPeer`]; request handlers get it with
-//!   [`peer_identity`], and xDS refuses streams without one.
+//!   root. [`incoming`] yields tokio-rustls streams, so tonic records the
+//!   verified chain as `TlsConnectInfo<TcpConnectInfo>` in every request's
+//!   extensions; [`crate::xds::peer::peer_identity`] reads the SPIFFE ID
+//!   from it, and xDS refuses streams without one.
 
 use std::io;
-use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, RwLock};
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use rcgen::{KeyPair, SanType};
@@ -22,18 +20,13 @@ use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::server::Connected;
-use x509_parser::extensions::GeneralName;
-use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::ca::{Authority, AuthorityError};
-use crate::identity::SpiffeId;
 
 /// A TLS handshake that takes longer is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -217,108 +210,6 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// Who is on the other end of a 15012 connection. Inserted into every
-/// request's extensions by tonic (see [`peer_identity`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MeshPeer {
-    pub remote_addr: SocketAddr,
-    /// The SPIFFE ID of the client certificate rustls verified against the
-    /// mesh root; `None` when the client sent no certificate (or one
-    /// without a SPIFFE ID).
-    pub id: Option<SpiffeId>,
-}
-
-/// The SPIFFE ID in a certificate: its only URI SAN, when that is a
-/// workload SPIFFE ID.
-pub fn spiffe_id_of(cert: &CertificateDer<'_>) -> Option<SpiffeId> {
-    let (_, x509) = X509Certificate::from_der(cert).ok()?;
-    let san = x509.subject_alternative_name().ok()??;
-    let mut uris = san.value.general_names.iter().filter_map(|n| match n {
-        GeneralName::URI(uri) => Some(*uri),
-        _ => None,
-    });
-    let uri = uris.next()?;
-    if uris.next().is_some() {
-        return None;
-    }
-    SpiffeId::parse(uri).ok()
-}
-
-/// The verified SPIFFE ID of the client of `request` (served through
-/// [`incoming`]); `Unauthenticated` when it presented no mesh certificate.
-pub fn peer_identity<T>(request: &tonic::Request<T>) -> Result<SpiffeId, tonic::Status> {
-    request
-        .extensions()
-        .get::<MeshPeer>()
-        .and_then(|peer| peer.id.clone())
-        .ok_or_else(|| {
-            tonic::Status::unauthenticated(
-                "this stream requires the proxy's mesh client certificate: get one from weft.ca.v1.CertificateService first, then reconnect presenting it",
-            )
-        })
-}
-
-/// A server-side TLS connection with its [`MeshPeer`].
-#[derive(Debug)]
-pub struct MeshTlsStream {
-    inner: TlsStream<TcpStream>,
-    peer: MeshPeer,
-}
-
-impl MeshTlsStream {
-    pub fn peer(&self) -> &MeshPeer {
-        &self.peer
-    }
-}
-
-impl Connected for MeshTlsStream {
-    type ConnectInfo = MeshPeer;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.peer.clone()
-    }
-}
-
-impl AsyncRead for MeshTlsStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for MeshTlsStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
-
 /// Accepts TCP connections on `listener` and completes TLS handshakes
 /// concurrently (a slow client cannot stall the others); yields finished
 /// connections for `tonic::transport::Server::serve_with_incoming`. Failed
@@ -326,7 +217,7 @@ impl AsyncWrite for MeshTlsStream {
 pub fn incoming(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
-) -> ReceiverStream<Result<MeshTlsStream, io::Error>> {
+) -> ReceiverStream<Result<TlsStream<TcpStream>, io::Error>> {
     let (tx, rx) = mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
     tokio::spawn(async move {
@@ -350,15 +241,9 @@ pub fn incoming(
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {
-                        let id = tls
-                            .get_ref()
-                            .1
-                            .peer_certificates()
-                            .and_then(|certs| certs.first())
-                            .and_then(spiffe_id_of);
-                        let peer = MeshPeer { remote_addr, id };
-                        tracing::debug!(peer = %remote_addr, id = ?peer.id, "TLS connection");
-                        let _ = tx.send(Ok(MeshTlsStream { inner: tls, peer })).await;
+                        let client_cert = tls.get_ref().1.peer_certificates().is_some();
+                        tracing::debug!(peer = %remote_addr, client_cert, "TLS connection");
+                        let _ = tx.send(Ok(tls)).await;
                     }
                     Ok(Err(e)) => {
                         tracing::debug!(peer = %remote_addr, error = %e, "TLS handshake failed");
@@ -409,36 +294,5 @@ mod tests {
         cert.renew(&ca, &names).expect("renewed");
         let after = cert.current.read().expect("lock").cert[0].clone();
         assert_ne!(before, after, "renewal swaps the certificate");
-    }
-
-    #[test]
-    fn spiffe_ids_from_certificates() {
-        let ca = Authority::generate("cluster.local", SystemTime::now()).expect("CA");
-        let key = KeyPair::generate().expect("key");
-        let uri = |s: &str| SanType::URI(s.try_into().expect("ia5"));
-        let issue = |sans| {
-            ca.issue(&key, sans, Duration::from_secs(60), SystemTime::now())
-                .expect("issued")
-                .chain_der[0]
-                .clone()
-        };
-        assert_eq!(
-            spiffe_id_of(&issue(vec![uri("spiffe://cluster.local/ns/a/sa/b")])),
-            Some(SpiffeId::new("cluster.local", "a", "b"))
-        );
-        assert_eq!(
-            spiffe_id_of(&issue(vec![
-                uri("spiffe://cluster.local/ns/a/sa/b"),
-                uri("spiffe://cluster.local/ns/c/sa/d"),
-            ])),
-            None,
-            "two identities: none"
-        );
-        assert_eq!(
-            spiffe_id_of(&issue(vec![SanType::DnsName(
-                "x.y".try_into().expect("ia5")
-            )])),
-            None
-        );
     }
 }

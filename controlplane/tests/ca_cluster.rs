@@ -11,12 +11,16 @@
 use std::time::SystemTime;
 
 use clap::Parser;
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::{ObjectMeta, PostParams};
 use rcgen::{CertificateParams, KeyPair, SanType};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic::{Code, Request};
 use weft_e2e::{Cluster, TestNamespace, ensure};
 use weftd::ca::CaFiles;
@@ -43,6 +47,8 @@ fn config(cluster: &Cluster, namespace: &str, secret: &str) -> Config {
         "--listen-address",
         "127.0.0.1",
         "--grpc-tls-port",
+        "0",
+        "--monitoring-port",
         "0",
         "--token-audience",
         AUDIENCE,
@@ -217,6 +223,88 @@ async fn issues_certificates_for_real_service_account_tokens() -> Result<(), wef
     let snap = running.ca_metrics.snapshot();
     ensure(snap.signed == 1 && snap.refused_total() == 2, || {
         format!("metrics {snap:?}")
+    })?;
+
+    // xDS on the same port: with the issued certificate the stream is
+    // accepted and the proxy registered under its certified identity.
+    let channel = |identity: Option<Identity>| {
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&root))
+            .domain_name(format!("weftd-it.{namespace}.svc"));
+        if let Some(identity) = identity {
+            tls = tls.identity(identity);
+        }
+        Channel::from_shared(format!("https://{}", running.grpc_tls_addr))
+            .expect("uri")
+            .tls_config(tls)
+            .map(|e| e.connect_lazy())
+    };
+    let ads_request = DiscoveryRequest {
+        node: Some(Node {
+            id: format!("sidecar~10.0.0.1~workload-0.{namespace}~{namespace}.svc.cluster.local"),
+            ..Default::default()
+        }),
+        type_url: weftd::resources::type_url::CLUSTER.to_owned(),
+        ..Default::default()
+    };
+    let identity = Identity::from_pem(resp.cert_chain_pem.concat(), key.serialize_pem());
+    let mut ads = AggregatedDiscoveryServiceClient::new(
+        channel(Some(identity))
+            .map_err(|e| weft_e2e::Error::Assert(format!("mTLS client: {e}")))?,
+    );
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(ads_request.clone()).await.expect("queue request");
+    let _stream = ads
+        .stream_aggregated_resources(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .map_err(|s| weft_e2e::Error::Assert(format!("ADS over mTLS refused: {s:?}")))?;
+    let registered = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            if let Some(p) = running.registry.proxies().first() {
+                return p.identity.clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .map_err(|_| weft_e2e::Error::Assert("proxy never registered".into()))?;
+    ensure(registered == want, || {
+        format!("registered proxy {registered} should carry the certified identity {want}")
+    })?;
+
+    // Without a client certificate the ADS stream is refused.
+    let mut anonymous = AggregatedDiscoveryServiceClient::new(
+        channel(None).map_err(|e| weft_e2e::Error::Assert(format!("TLS client: {e}")))?,
+    );
+    let refused = async {
+        let mut stream = anonymous
+            .stream_aggregated_resources(tokio_stream::iter(vec![ads_request.clone()]))
+            .await?
+            .into_inner();
+        stream.message().await
+    }
+    .await;
+    match refused {
+        Err(status)
+            if matches!(
+                status.code(),
+                Code::Unauthenticated | Code::PermissionDenied
+            ) && status.message().contains("client certificate") => {}
+        other => return Err(weft_e2e::Error::Assert(format!("anonymous ADS: {other:?}"))),
+    }
+
+    // 15014: the CA counters are exported.
+    let io = |e: std::io::Error| weft_e2e::Error::Assert(format!("monitoring port: {e}"));
+    let mut conn = tokio::net::TcpStream::connect(running.monitoring_addr)
+        .await
+        .map_err(io)?;
+    conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: weftd\r\n\r\n")
+        .await
+        .map_err(io)?;
+    let mut body = String::new();
+    conn.read_to_string(&mut body).await.map_err(io)?;
+    ensure(body.contains("weftd_ca_csr_signed_total 1"), || {
+        format!("/metrics: {body}")
     })?;
 
     running

@@ -48,7 +48,8 @@ impl CertificateService for WhoAmI {
         &self,
         request: Request<CreateCertificateRequest>,
     ) -> Result<Response<CreateCertificateResponse>, Status> {
-        let id = tls::peer_identity(&request)?;
+        let id = weftd::xds::peer::peer_identity(request.extensions())
+            .map_err(|e| Status::unauthenticated(e.to_string()))?;
         Ok(Response::new(CreateCertificateResponse {
             cert_chain_pem: vec![id.to_string()],
             trust_bundle_pem: String::new(),
