@@ -9,4 +9,6 @@
 //! glue around them.
 
 pub mod identity;
+pub mod inject;
 pub mod resources;
+pub mod validation;
