@@ -12,3 +12,4 @@ pub mod identity;
 pub mod inject;
 pub mod resources;
 pub mod validation;
+pub mod webhook;
