@@ -5,9 +5,6 @@
 //!
 //! `WEFT_E2E_CLUSTER_A=e cargo test -p weftd --test webhook_e2e -- --ignored`
 
-// weft_e2e::Error carries kube::Error with context; built once per failing test.
-#![allow(clippy::result_large_err)]
-
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -383,7 +380,7 @@ async fn webhooks_inject_labelled_namespaces_and_refuse_invalid_policy() -> Resu
                     {
                         Ok(Some(status.message))
                     }
-                    Err(e) => Err(Error::Kube(e)),
+                    Err(e) => Err(Error::from(e)),
                     Ok(_) => Ok(None),
                 }
             },
