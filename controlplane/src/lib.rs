@@ -8,5 +8,6 @@
 //! functions over plain data; the watches, gRPC and HTTP servers are thin
 //! glue around them.
 
+pub mod gateway;
 pub mod identity;
 pub mod resources;
