@@ -10,7 +10,7 @@
 #      E2E_TEST_ARGS (default "--ignored --test-threads=2"), MAKE, CARGO,
 #      E2E_KEEP_CLUSTERS=1 to skip the teardown (for debugging).
 set -uo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
 MAKE="${MAKE:-make}"
 CARGO="${CARGO:-cargo}"

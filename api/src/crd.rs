@@ -202,6 +202,52 @@ mod tests {
         }
     }
 
+    /// Collects schema nodes below `node` without a description and CEL
+    /// rules without a message: both end up in front of users (`kubectl
+    /// explain`, API server refusals).
+    fn undocumented(node: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+        for rule in node["x-kubernetes-validations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if rule["message"].as_str().is_none_or(str::is_empty) {
+                out.push(format!("{path}: rule {} has no message", rule["rule"]));
+            }
+        }
+        for (name, child) in node["properties"].as_object().into_iter().flatten() {
+            let child_path = format!("{path}.{name}");
+            if child["description"].as_str().is_none_or(str::is_empty) {
+                out.push(format!("{child_path}: no description"));
+            }
+            undocumented(child, &child_path, out);
+        }
+        for (key, suffix) in [("items", "[]"), ("additionalProperties", "{}")] {
+            if node[key].is_object() {
+                undocumented(&node[key], &format!("{path}{suffix}"), out);
+            }
+        }
+    }
+
+    #[test]
+    fn every_field_of_our_kinds_is_described_and_every_rule_has_a_message() {
+        let ours = |g: &str| g == weft::GROUP || g.ends_with(".istio.io");
+        for crd in all().into_iter().filter(|c| ours(&c.spec.group)) {
+            let schema = crd.spec.versions[0]
+                .schema
+                .clone()
+                .and_then(|s| s.open_api_v3_schema);
+            let schema = serde_json::to_value(schema).expect("schema serializes");
+            let mut problems = Vec::new();
+            undocumented(&schema["properties"]["spec"], "spec", &mut problems);
+            assert!(
+                problems.is_empty(),
+                "{}: {problems:#?}",
+                crd.spec.names.kind
+            );
+        }
+    }
+
     #[test]
     fn every_kind_the_design_names_is_present_once() {
         let mut kinds: Vec<_> = all()

@@ -1,6 +1,8 @@
 //! Reading Kubernetes YAML as users write it: several documents in one file,
 //! separated by `---`, comments and empty documents allowed.
 
+use std::path::{Path, PathBuf};
+
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -11,6 +13,16 @@ pub enum DocumentError {
     Yaml {
         index: usize,
         source: serde_yaml_ng::Error,
+    },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    InFile {
+        path: PathBuf,
+        source: Box<DocumentError>,
     },
 }
 
@@ -25,6 +37,49 @@ pub fn from_yaml(text: &str) -> Result<Vec<Value>, DocumentError> {
         }
     }
     Ok(docs)
+}
+
+/// Every document of a YAML file.
+pub fn from_file(path: &Path) -> Result<Vec<Value>, DocumentError> {
+    let text = std::fs::read_to_string(path).map_err(|source| DocumentError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    from_yaml(&text).map_err(|e| DocumentError::InFile {
+        path: path.to_owned(),
+        source: Box::new(e),
+    })
+}
+
+/// Every `.yaml` file below `dir`, recursively, sorted.
+pub fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, DocumentError> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let read = |source| DocumentError::Read {
+            path: d.clone(),
+            source,
+        };
+        for entry in std::fs::read_dir(&d).map_err(read)? {
+            let path = entry.map_err(read)?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The value of a `# key: value` comment line, as the invalid-document
+/// table (`api/tests/invalid/`) uses for `field` and `reason`.
+pub fn comment_header<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .map(str::trim)
 }
 
 #[cfg(test)]
@@ -44,5 +99,13 @@ mod tests {
     fn a_bad_document_is_named() {
         let err = from_yaml("a: 1\n---\nb: [\n").expect_err("invalid YAML");
         assert!(err.to_string().starts_with("YAML document 1"), "{err}");
+    }
+
+    #[test]
+    fn comment_headers() {
+        let text = "# field: spec.x\n# reason: must be set\napiVersion: v1\n";
+        assert_eq!(comment_header(text, "field"), Some("spec.x"));
+        assert_eq!(comment_header(text, "reason"), Some("must be set"));
+        assert_eq!(comment_header(text, "other"), None);
     }
 }

@@ -10,4 +10,5 @@
 
 pub mod gateway;
 pub mod identity;
+pub mod index;
 pub mod resources;

@@ -4,7 +4,7 @@
 E2E_CLUSTER := e2e/cluster
 ARCHIVE ?=
 
-.PHONY: cluster-deps cluster-binaries cluster-up cluster-down cluster-kubeconfig cluster-status image-load
+.PHONY: cluster-deps cluster-binaries cluster-up cluster-down cluster-kubeconfig cluster-status cluster-smoke image-load
 
 cluster-deps: ## install the Debian packages the local clusters need (root)
 	$(E2E_CLUSTER)/install-deps.sh
@@ -23,6 +23,10 @@ cluster-kubeconfig: ## print the admin kubeconfig path of cluster CLUSTER
 
 cluster-status: ## show the daemons and RSS of cluster CLUSTER
 	$(E2E_CLUSTER)/status.sh $(CLUSTER)
+
+SMOKE_CLUSTERS ?= $(CLUSTER)
+cluster-smoke: ## smoke-test running clusters: make cluster-smoke SMOKE_CLUSTERS="a b"
+	$(E2E_CLUSTER)/smoke.sh $(SMOKE_CLUSTERS)
 
 image-load: ## import an image archive into cluster CLUSTER: make image-load CLUSTER=a ARCHIVE=x.tar
 	@test -n "$(ARCHIVE)" || { echo "image-load: set ARCHIVE=path/to/image.tar" >&2; exit 2; }

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # variables are used by the scripts that source this
 # Shared settings of the e2e cluster scripts (sourced, not run).
 #
 # Address plan, for cluster <name> with index N (a=1, b=2, ... h=8):

@@ -85,16 +85,27 @@ pub fn kubeconfig_env(name: &str) -> String {
 /// else `${WEFT_STATE:-${WEFT_CACHE:-$HOME/.cache/weft}/clusters}/<name>/kubeconfig`
 /// (what `make cluster-kubeconfig CLUSTER=<name>` prints).
 pub fn kubeconfig_path(name: &str) -> PathBuf {
-    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    kubeconfig_path_with(name, |k| std::env::var_os(k))
+}
+
+/// [`kubeconfig_path`] with the environment passed in (for tests).
+pub fn kubeconfig_path_with(
+    name: &str,
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> PathBuf {
+    let var = |k: &str| env(k).filter(|v| !v.is_empty());
     if let Some(path) = var(&kubeconfig_env(name)) {
         return PathBuf::from(path);
     }
-    state_dir().join(name).join("kubeconfig")
+    state_dir_with(&var).join(name).join("kubeconfig")
 }
 
 /// `${WEFT_STATE:-${WEFT_CACHE:-$HOME/.cache/weft}/clusters}`.
 pub fn state_dir() -> PathBuf {
-    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    state_dir_with(&|k: &str| std::env::var_os(k).filter(|v| !v.is_empty()))
+}
+
+fn state_dir_with(var: &dyn Fn(&str) -> Option<std::ffi::OsString>) -> PathBuf {
     if let Some(state) = var("WEFT_STATE") {
         return PathBuf::from(state);
     }
@@ -269,11 +280,43 @@ mod tests {
 
     #[test]
     fn kubeconfig_path_follows_the_harness_convention() {
-        // Only the shape: env vars are process-global, so no set_var here.
-        let path = kubeconfig_path("q");
-        assert!(
-            path.ends_with("q/kubeconfig") || std::env::var_os("WEFT_E2E_KUBECONFIG_Q").is_some()
-        );
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(key, _)| *key == k)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        };
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("HOME", "/home/u")],
+                "/home/u/.cache/weft/clusters/b/kubeconfig",
+            ),
+            (
+                &[("HOME", "/h"), ("WEFT_CACHE", "/c")],
+                "/c/clusters/b/kubeconfig",
+            ),
+            (
+                &[("WEFT_CACHE", "/c"), ("WEFT_STATE", "/s")],
+                "/s/b/kubeconfig",
+            ),
+            (
+                &[("WEFT_STATE", "/s"), ("WEFT_E2E_KUBECONFIG_B", "/k")],
+                "/k",
+            ),
+            (
+                &[("WEFT_STATE", ""), ("HOME", "/h")],
+                "/h/.cache/weft/clusters/b/kubeconfig",
+            ),
+        ];
+        for (pairs, want) in cases {
+            assert_eq!(
+                kubeconfig_path_with("b", env(pairs)),
+                PathBuf::from(want),
+                "{pairs:?}"
+            );
+        }
         assert_eq!(kubeconfig_env("b"), "WEFT_E2E_KUBECONFIG_B");
     }
 }

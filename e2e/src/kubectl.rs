@@ -47,7 +47,13 @@ pub struct Kubectl {
 
 /// The kubectl to use: `$WEFT_KUBECTL`, else the harness's
 /// (`e2e/cluster/build.sh --print`)/kubectl if built, else `kubectl`.
+/// Looked up once per process.
 pub fn find_kubectl() -> PathBuf {
+    static FOUND: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FOUND.get_or_init(look_up_kubectl).clone()
+}
+
+fn look_up_kubectl() -> PathBuf {
     if let Some(bin) = std::env::var_os("WEFT_KUBECTL").filter(|v| !v.is_empty()) {
         return PathBuf::from(bin);
     }

@@ -36,28 +36,51 @@ pub use namespace::TestNamespace;
 pub use pods::PodRun;
 
 /// Any helper's error, for tests returning `Result<(), weft_e2e::Error>`.
-/// Its `Debug` (what a failing test prints) is the message and its sources.
+/// Every module error converts into it with `?`; variants are boxed so the
+/// `Result` stays small. Its `Debug` (what a failing test prints) is the
+/// message and its sources.
 #[derive(thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
-    Cluster(#[from] cluster::ClusterError),
+    Cluster(Box<cluster::ClusterError>),
     #[error(transparent)]
-    Namespace(#[from] namespace::NamespaceError),
+    Namespace(Box<namespace::NamespaceError>),
     #[error(transparent)]
-    Wait(#[from] wait::WaitError),
+    Wait(Box<wait::WaitError>),
     #[error(transparent)]
-    Pod(#[from] pods::PodError),
+    Pod(Box<pods::PodError>),
     #[error(transparent)]
-    Kubectl(#[from] kubectl::KubectlError),
+    Kubectl(Box<kubectl::KubectlError>),
     #[error(transparent)]
-    Echo(#[from] echo::EchoError),
+    Echo(Box<echo::EchoError>),
     #[error(transparent)]
-    Cert(#[from] certs::CertError),
+    Cert(Box<certs::CertError>),
     #[error("Kubernetes API call failed: {0}")]
-    Kube(#[from] kube::Error),
+    Kube(Box<kube::Error>),
     #[error("assertion failed: {0}")]
     Assert(String),
 }
+
+macro_rules! boxed_from {
+    ($($variant:ident($ty:ty)),* $(,)?) => {$(
+        impl From<$ty> for Error {
+            fn from(e: $ty) -> Self {
+                Error::$variant(Box::new(e))
+            }
+        }
+    )*};
+}
+
+boxed_from!(
+    Cluster(cluster::ClusterError),
+    Namespace(namespace::NamespaceError),
+    Wait(wait::WaitError),
+    Pod(pods::PodError),
+    Kubectl(kubectl::KubectlError),
+    Echo(echo::EchoError),
+    Cert(certs::CertError),
+    Kube(kube::Error),
+);
 
 impl std::fmt::Debug for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
-use kube::api::{LogParams, ObjectMeta, PostParams};
+use kube::api::{AttachParams, LogParams, ObjectMeta, PostParams};
 use kube::{Api, ResourceExt};
 use serde::de::DeserializeOwned;
 
@@ -35,6 +35,18 @@ pub enum PodError {
         name: String,
         #[source]
         source: kube::Error,
+    },
+    #[error("exec in pod {ns}/{name}: {detail}")]
+    Exec {
+        ns: String,
+        name: String,
+        detail: String,
+    },
+    #[error("exec in pod {ns}/{name} did not finish within {timeout:?}")]
+    ExecTimeout {
+        ns: String,
+        name: String,
+        timeout: Duration,
     },
     #[error(transparent)]
     Wait(#[from] WaitError),
@@ -162,6 +174,86 @@ pub async fn run_pod(ns: &TestNamespace, pod: Pod, timeout: Duration) -> Result<
     };
     tracing::info!(pod = %run.name, phase = %run.phase, exit_code = ?run.exit_code, "one-shot pod finished");
     Ok(run)
+}
+
+/// What a command run with [`exec`] printed, and whether it succeeded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub stdout: String,
+    pub stderr: String,
+    /// The API server's verdict: `Success`, or the failure message (which
+    /// names the exit code).
+    pub success: bool,
+    pub message: String,
+}
+
+/// Runs `cmd` in `pod` (first container unless `container`) through the
+/// API server's exec subresource (websocket), without kubectl.
+pub async fn exec(
+    ns: &TestNamespace,
+    pod: &str,
+    container: Option<&str>,
+    cmd: &[&str],
+    timeout: Duration,
+) -> Result<ExecOutput, PodError> {
+    use tokio::io::AsyncReadExt;
+    let err = |detail: String| PodError::Exec {
+        ns: ns.name().to_owned(),
+        name: pod.to_owned(),
+        detail,
+    };
+    let api: Api<Pod> = ns.api();
+    let mut params = AttachParams::default()
+        .stdin(false)
+        .stdout(true)
+        .stderr(true);
+    if let Some(c) = container {
+        params = params.container(c);
+    }
+    let run = async {
+        let mut process = api
+            .exec(pod, cmd.iter().copied(), &params)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let status = process.take_status();
+        let (mut out, mut errs) = (Vec::new(), Vec::new());
+        let (stdout, stderr) = (process.stdout(), process.stderr());
+        let read_out = async {
+            if let Some(mut s) = stdout {
+                s.read_to_end(&mut out).await?;
+            }
+            Ok::<_, std::io::Error>(())
+        };
+        let read_err = async {
+            if let Some(mut s) = stderr {
+                s.read_to_end(&mut errs).await?;
+            }
+            Ok::<_, std::io::Error>(())
+        };
+        let (r1, r2) = tokio::join!(read_out, read_err);
+        r1.and(r2)
+            .map_err(|e| err(format!("reading output: {e}")))?;
+        let status = match status {
+            Some(s) => s.await,
+            None => None,
+        };
+        process.join().await.map_err(|e| err(e.to_string()))?;
+        let success = status.as_ref().and_then(|s| s.status.as_deref()) == Some("Success");
+        let message = status.and_then(|s| s.message).unwrap_or_default();
+        Ok(ExecOutput {
+            stdout: String::from_utf8_lossy(&out).into_owned(),
+            stderr: String::from_utf8_lossy(&errs).into_owned(),
+            success,
+            message,
+        })
+    };
+    tokio::time::timeout(timeout, run)
+        .await
+        .map_err(|_| PodError::ExecTimeout {
+            ns: ns.name().to_owned(),
+            name: pod.to_owned(),
+            timeout,
+        })?
 }
 
 #[cfg(test)]

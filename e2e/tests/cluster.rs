@@ -6,9 +6,6 @@
 //! clusters that are already up: `make images CLUSTERS="a b"` then
 //! `cargo test -p weft-e2e --test cluster -- --ignored`.
 
-// weft_e2e::Error is large (kube::Error plus context) and only built on failure.
-#![allow(clippy::result_large_err)]
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -254,6 +251,40 @@ async fn kubectl_logs_and_exec_work() -> Result<(), Error> {
         || format!("kubectl exec printed {out:?}"),
     )?;
 
+    // The same through the API server's exec subresource (no kubectl).
+    let api_exec = weft_e2e::pods::exec(
+        &ns,
+        &pod,
+        None,
+        &[
+            "/weft-echo",
+            "client",
+            "--url",
+            "http://127.0.0.1:8080/healthz",
+        ],
+        SHORT,
+    )
+    .await?;
+    ensure(api_exec.success && api_exec.stdout.trim() == "ok", || {
+        format!("exec via the API printed {api_exec:?}")
+    })?;
+    let failing = weft_e2e::pods::exec(
+        &ns,
+        &pod,
+        None,
+        &[
+            "/weft-echo",
+            "client",
+            "--url",
+            "http://127.0.0.1:8080/?status=500",
+        ],
+        SHORT,
+    )
+    .await?;
+    ensure(!failing.success, || {
+        format!("a failing command reported success: {failing:?}")
+    })?;
+
     // logs: the server logged that request.
     let what = format!("kubectl logs of {pod} to show the /exec-probe request");
     poll_until(&what, SHORT, Duration::from_millis(250), || async {
@@ -380,19 +411,22 @@ async fn a_namespace_deletes_completely() -> Result<(), Error> {
     Ok(())
 }
 
-/// Deletes the cluster-scoped webhook configuration even if the test fails.
+/// Deletes the cluster-scoped webhook configuration if the test fails before
+/// doing so itself (blocking kubectl: the test's runtime may be gone).
 struct WebhookConfigGuard {
-    api: Api<ValidatingWebhookConfiguration>,
+    kubectl: weft_e2e::Kubectl,
     name: String,
 }
 
 impl Drop for WebhookConfigGuard {
     fn drop(&mut self) {
-        let (api, name) = (self.api.clone(), self.name.clone());
-        // Best effort on the test's runtime; `cleanup` below is the real path.
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move { api.delete(&name, &DeleteParams::default()).await });
-        }
+        let _ = self.kubectl.command_blocking(&[
+            "delete",
+            "validatingwebhookconfiguration",
+            &self.name,
+            "--ignore-not-found",
+            "--wait=false",
+        ]);
     }
 }
 
@@ -417,7 +451,7 @@ async fn a_validating_webhook_behind_a_service_is_called() -> Result<(), Error> 
     let config = echo::validating_webhook(&config_name, ns.name(), "deny-hook", &cert.ca_pem);
     configs.create(&PostParams::default(), &config).await?;
     let _guard = WebhookConfigGuard {
-        api: configs.clone(),
+        kubectl: cluster.kubectl(),
         name: config_name.clone(),
     };
 

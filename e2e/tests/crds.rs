@@ -20,26 +20,11 @@ fn repo_root() -> PathBuf {
 }
 
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("read {}: {e}", d.display())) {
-            let path = entry.expect("directory entry").path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "yaml") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    files
+    weft_api::documents::yaml_files(dir).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn documents(path: &Path) -> Vec<Value> {
-    let text =
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    weft_api::documents::from_yaml(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    weft_api::documents::from_file(path).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Whether Weft's CRD for this document's kind is namespaced.
@@ -147,11 +132,7 @@ async fn the_api_server_accepts_crds_and_samples_and_refuses_invalid_documents()
     for file in &invalid {
         let text = std::fs::read_to_string(file)
             .map_err(|e| Error::Assert(format!("read {}: {e}", file.display())))?;
-        let header = |key: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(&format!("# {key}: ")))
-                .map(str::trim)
-        };
+        let header = |key: &str| weft_api::documents::comment_header(&text, key);
         let (Some(field), Some(reason)) = (header("field"), header("reason")) else {
             failures.push(format!(
                 "{}: lacks '# field:' or '# reason:'",

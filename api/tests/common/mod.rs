@@ -1,11 +1,12 @@
-//! Shared by the weft-api integration tests: locating and reading the
-//! sample and invalid YAML files of the repository.
+//! Shared by the weft-api integration tests: the sample and invalid YAML
+//! files of the repository.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use weft_api::documents;
 
 /// The repository root (the workspace above `api/`).
 pub fn repo_root() -> PathBuf {
@@ -15,29 +16,14 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Every `.yaml` file below `dir`, sorted, recursively.
+/// Every `.yaml` file below `dir`.
 pub fn yaml_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("read {}: {e}", d.display())) {
-            let path = entry.expect("directory entry").path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "yaml") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    files
+    documents::yaml_files(dir).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The documents of a YAML file.
 pub fn documents(path: &Path) -> Vec<Value> {
-    let text =
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    weft_api::documents::from_yaml(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    documents::from_file(path).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// An invalid document and what the API server must say about it, from the
@@ -57,10 +43,8 @@ pub fn invalid_documents() -> Vec<Invalid> {
         .map(|path| {
             let text = std::fs::read_to_string(&path).expect("readable invalid document");
             let header = |key: &str| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix(&format!("# {key}: ")))
+                documents::comment_header(&text, key)
                     .unwrap_or_else(|| panic!("{} lacks a '# {key}:' line", path.display()))
-                    .trim()
                     .to_owned()
             };
             let (field, reason) = (header("field"), header("reason"));
