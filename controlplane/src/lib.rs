@@ -8,7 +8,10 @@
 //! functions over plain data; the watches, gRPC and HTTP servers are thin
 //! glue around them.
 
+pub mod debug;
 pub mod gateway;
 pub mod identity;
 pub mod index;
+pub mod metrics;
 pub mod resources;
+pub mod xds;
