@@ -9,6 +9,7 @@
 //! glue around them.
 
 pub mod debug;
+pub mod gateway;
 pub mod identity;
 pub mod index;
 pub mod inject;
