@@ -13,6 +13,20 @@ pub const DEFAULT_PROXY_IMAGE: &str = "weft.local/weft-proxy:dev";
 /// The proxy's health port (Istio's convention, see ARCHITECTURE.md).
 pub const HEALTH_PORT: i32 = 15021;
 
+/// The proxy's bootstrap contract, the same for a gateway as for a sidecar
+/// (see the injector): a projected service-account token for the CA, a
+/// writable in-memory data directory (the root filesystem is read-only) and
+/// the mesh root certificate from a ConfigMap.
+pub const TOKEN_VOLUME: &str = "weft-token";
+pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/tokens";
+pub const TOKEN_FILE: &str = "weft-token";
+pub const TOKEN_EXPIRATION_SECONDS: i64 = 43_200;
+pub const DATA_VOLUME: &str = "weft-data";
+pub const DATA_MOUNT_PATH: &str = "/var/lib/weft";
+pub const ROOT_CERT_VOLUME: &str = "weft-ca-root-cert";
+pub const ROOT_CERT_MOUNT_PATH: &str = "/var/run/secrets/weft";
+pub const ROOT_CERT_KEY: &str = "root-cert.pem";
+
 /// A GatewayClass Weft serves (and, with [`GatewaySettings::manage_classes`],
 /// creates).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,6 +78,17 @@ pub struct GatewaySettings {
     /// Where the gateway proxies reach weftd (xDS and CA), e.g.
     /// `weftd.weft-system.svc:15012`.
     pub xds_address: String,
+    /// SPIFFE trust domain of the mesh (the proxy checks weftd's identity
+    /// against it).
+    pub trust_domain: String,
+    /// Control-plane revision serving these gateways.
+    pub revision: String,
+    /// Audience of the projected token the mesh CA accepts.
+    pub token_audience: String,
+    /// ConfigMap (in the gateway's namespace) with the mesh root certificate
+    /// under `root-cert.pem`; mounted optionally, so a missing ConfigMap does
+    /// not keep the pod from starting (the proxy reports it instead).
+    pub root_cert_config_map: Option<String>,
     /// Service type when neither the Gateway's annotation
     /// `networking.istio.io/service-type` nor its `spec.infrastructure`
     /// annotations say otherwise.
@@ -86,6 +111,10 @@ impl Default for GatewaySettings {
             manage_classes: true,
             proxy: ProxyTemplate::default(),
             xds_address: "weftd.weft-system.svc:15012".to_owned(),
+            trust_domain: "cluster.local".to_owned(),
+            revision: "default".to_owned(),
+            token_audience: "weft-ca".to_owned(),
+            root_cert_config_map: Some(ROOT_CERT_VOLUME.to_owned()),
             default_service_type: "LoadBalancer".to_owned(),
         }
     }
