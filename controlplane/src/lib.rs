@@ -11,10 +11,14 @@
 pub mod ca;
 pub mod config;
 pub mod debug;
+pub mod gateway;
 pub mod identity;
 pub mod index;
+pub mod inject;
 pub mod metrics;
 pub mod resources;
 pub mod run;
 pub mod tls;
+pub mod validation;
+pub mod webhook;
 pub mod xds;
