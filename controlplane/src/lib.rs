@@ -11,3 +11,4 @@
 pub mod identity;
 pub mod index;
 pub mod resources;
+pub mod translate;
