@@ -13,7 +13,7 @@
 # Names and paths come from e2e/cluster/lib.sh (cluster_vars), read only.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=cluster/lib.sh
+# shellcheck source=e2e/cluster/lib.sh
 source "$here/cluster/lib.sh"
 
 usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
@@ -86,7 +86,7 @@ snapshot() {
 }
 
 verify() {
-  local problems=() p st c path m
+  local problems=() p c path m
   if [[ -n "$file" && -f "$file" ]]; then
     while read -r kind a b c; do
       case "$kind" in

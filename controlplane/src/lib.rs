@@ -8,7 +8,14 @@
 //! functions over plain data; the watches, gRPC and HTTP servers are thin
 //! glue around them.
 
+pub mod debug;
+pub mod gateway;
 pub mod identity;
 pub mod index;
+pub mod inject;
+pub mod metrics;
 pub mod resources;
 pub mod translate;
+pub mod validation;
+pub mod webhook;
+pub mod xds;

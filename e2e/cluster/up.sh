@@ -60,6 +60,11 @@ start() {
 # ---------------------------------------------------------------- network
 setup_network() {
   sysctl -qw net.ipv4.ip_forward=1
+  # Each kubelet and containerd holds inotify instances; the kernel default
+  # (128 per user) runs out with several clusters up ("too many open files").
+  if (( $(sysctl -n fs.inotify.max_user_instances) < 1024 )); then
+    sysctl -qw fs.inotify.max_user_instances=1024
+  fi
   if ! ip netns list | grep -qw "^$NETNS"; then ip netns add "$NETNS"; fi
   if ! ip link show "$VETH_HOST" >/dev/null 2>&1; then
     ip -n "$NETNS" link del "$VETH_NODE" >/dev/null 2>&1 || true

@@ -286,7 +286,8 @@ impl<'a> Parser<'a> {
 /// Names of the value-0 (default) variants of the enums weftd's output
 /// uses; prost's `Debug` prints enum fields by name, so defaults are
 /// recognised by name. Extend this when a new enum shows up as noise.
-const DEFAULT_VARIANTS: [&str; 11] = [
+const DEFAULT_VARIANTS: [&str; 12] = [
+    "UseConfiguredProtocol",
     "Any",
     "ServiceUnavailable",
     "PassThroughInternalRedirect",
