@@ -148,12 +148,23 @@ async fn a_weft_gateway_is_provisioned_programmed_and_its_routes_get_status() ->
     weft_e2e::init_tracing();
     let cluster = Cluster::a().await?;
     install_crds(&cluster).await?;
-    let controller = tokio::spawn(weftd::gateway::run(cluster.client.clone(), settings()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let controller = tokio::spawn(weftd::gateway::run_until(
+        cluster.client.clone(),
+        settings(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
 
     let ns = TestNamespace::create(&cluster, "gateway").await?;
     let result = scenario(&cluster, &ns).await;
-    controller.abort();
+    let _ = stop.send(());
+    let stopped = tokio::time::timeout(Duration::from_secs(10), controller).await;
     result?;
+    ensure(matches!(stopped, Ok(Ok(Ok(())))), || {
+        format!("the controller did not stop cleanly: {stopped:?}")
+    })?;
     ns.cleanup().await?;
     Ok(())
 }

@@ -285,6 +285,23 @@ impl Stores {
     }
 }
 
+/// Runs the gateway controller until `stop` resolves (then `Ok`), or until a
+/// watch ends (an error). For weftd's wiring: `run_until(client, settings,
+/// stopped(shutdown_rx))` as one more task.
+pub async fn run_until(
+    client: Client,
+    settings: GatewaySettings,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), Error> {
+    tokio::select! {
+        result = run(client, settings) => result,
+        () = stop => {
+            tracing::info!("gateway controller stopped");
+            Ok(())
+        }
+    }
+}
+
 /// Runs the gateway controller until a watch ends (which the watchers'
 /// backoff makes a bug, not an operational event). Per-object failures are
 /// logged and retried with a bounded backoff; they never end `run`.

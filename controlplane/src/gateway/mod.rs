@@ -7,7 +7,7 @@
 //! - [`listeners`], [`status`]: conditions and reasons of the Gateway API
 //!   spec (pure, table-tested), over the plain-data [`world::World`].
 //! - [`controller`]: the thin glue: watches, server-side apply, status
-//!   patches only when they differ. Entry point: [`run`].
+//!   patches only when they differ. Entry points: [`run`], [`run_until`].
 
 pub mod conditions;
 pub mod controller;
@@ -23,5 +23,5 @@ mod golden_tests;
 #[cfg(test)]
 mod status_tests;
 
-pub use controller::{Error, run};
+pub use controller::{Error, run, run_until};
 pub use settings::{ClassSetting, GatewaySettings, ProxyTemplate, Readiness};
