@@ -6,7 +6,7 @@
 #
 # Env: E2E_CLUSTERS (default "a b": the tests' first and second cluster; any
 #      two of a..h, exported to the tests as WEFT_E2E_CLUSTER_A/B),
-#      E2E_PACKAGES (default weft-e2e),
+#      E2E_PACKAGES (default weft-e2e; e2e.mk adds weftd),
 #      E2E_TEST_ARGS (default "--ignored --test-threads=2"), MAKE, CARGO,
 #      E2E_KEEP_CLUSTERS=1 to skip the teardown (for debugging).
 set -uo pipefail

@@ -8,9 +8,17 @@
 //! functions over plain data; the watches, gRPC and HTTP servers are thin
 //! glue around them.
 
+pub mod ca;
+pub mod config;
 pub mod debug;
+pub mod gateway;
 pub mod identity;
 pub mod index;
+pub mod inject;
 pub mod metrics;
 pub mod resources;
+pub mod run;
+pub mod tls;
+pub mod validation;
+pub mod webhook;
 pub mod xds;

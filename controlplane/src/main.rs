@@ -1,0 +1,19 @@
+//! `weftd`: parse flags, set up logging, run until SIGTERM.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use weftd::config::Config;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    weftd::run::init_logging(config.log_format);
+    match weftd::run::run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "weftd stopped");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! Wiring: from a [`Config`] to running servers. Builds the Kubernetes
+//! client (kubeconfig on a host, in-cluster in a pod), loads the mesh CA,
+//! issues weftd's serving certificate, starts the index watches and the
+//! listeners; stops them gracefully on SIGTERM / Ctrl-C.
+//!
+//! | port | what | module |
+//! | --- | --- | --- |
+//! | 15012 | xDS (ADS, proxies identified by their mesh client certificate) and `weft.ca.v1.CertificateService`, over TLS | [`crate::xds`], [`crate::ca`], [`crate::tls`] |
+//! | 15010 | plaintext xDS, off unless `--plaintext-xds-port` | [`crate::xds`] |
+//! | 15014 | `/metrics`, `/ready`, `/debug/*` | [`crate::debug`] |
+//! | 15017 | admission webhooks: joins in [`start`] when the inject/validation modules land (serve with a [`ServingCert`] from the same CA) | |
+//!
+//! The xDS configuration comes from [`config_source`]; the gateway
+//! controller joins [`start`] as one more task taking the shutdown receiver.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::events::Reporter;
+use kube::{Api, Client};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::ca::{
+    Authority, AuthorityError, CaFiles, CaMetrics, CaPolicy, CertificateServer, KubeTokenReviewer,
+};
+use crate::config::{CaSource, Config, LogFormat};
+use crate::debug::{self, DebugError, DebugState, Readiness};
+use crate::index::watch::SharedIndex;
+use crate::index::{self, Index, Kind};
+use crate::metrics::Metrics;
+use crate::resources::Resources;
+use crate::tls::{self, ServingCert, TlsError};
+use crate::xds::{Authentication, ConfigSource, ProxyRegistry, StaticSource, XdsConfig, XdsServer};
+
+/// Kinds whose initial list must be loaded before weftd reports ready.
+const READY_KINDS: [Kind; 5] = [
+    Kind::Namespace,
+    Kind::Service,
+    Kind::EndpointSlice,
+    Kind::Pod,
+    Kind::ServiceAccount,
+];
+
+/// How long in-flight requests get to finish after SIGTERM.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why weftd could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("reading kubeconfig {path}: {detail}")]
+    Kubeconfig { path: String, detail: String },
+    #[error(
+        "no Kubernetes configuration: {0}; pass --kubeconfig on a host, or run in a pod with a service account"
+    )]
+    InferConfig(String),
+    #[error("building the Kubernetes client: {0}")]
+    Client(String),
+    #[error(
+        "the CA Secret {namespace}/{name} does not exist: create it in Istio's cacerts layout (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem), or run with --ca-source generated for a dev run"
+    )]
+    CaSecretMissing { namespace: String, name: String },
+    #[error(
+        "reading the CA Secret {namespace}/{name}: {source}; may weftd get Secrets in {namespace}?"
+    )]
+    CaSecret {
+        namespace: String,
+        name: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error(transparent)]
+    Authority(#[from] AuthorityError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("binding {addr}: {source}; is another process using the port?")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the gRPC server on {addr} failed: {source}")]
+    Serve {
+        addr: SocketAddr,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    #[error(transparent)]
+    Debug(#[from] DebugError),
+    #[error(transparent)]
+    Xds(#[from] crate::xds::XdsError),
+    #[error("waiting for SIGTERM: {0}")]
+    Signal(#[source] std::io::Error),
+    #[error("a weftd task panicked: {0}")]
+    Task(String),
+}
+
+/// Sets up logging (`RUST_LOG` overrides `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,h2=warn"));
+    let in_pod = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = if format.json(in_pod) {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// A Kubernetes client: from `--kubeconfig` when given, else inferred
+/// (in-cluster service account in a pod, `~/.kube/config` on a host).
+pub async fn kube_client(config: &Config) -> Result<Client, RunError> {
+    let kube_config = match &config.kubeconfig {
+        Some(path) => {
+            let err = |detail: String| RunError::Kubeconfig {
+                path: path.display().to_string(),
+                detail,
+            };
+            let kubeconfig = Kubeconfig::read_from(path).map_err(|e| err(e.to_string()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| err(e.to_string()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| RunError::InferConfig(e.to_string()))?,
+    };
+    Client::try_from(kube_config).map_err(|e| RunError::Client(e.to_string()))
+}
+
+/// Loads (or generates) the mesh CA as `--ca-source` says.
+pub async fn load_authority(config: &Config, client: &Client) -> Result<Authority, RunError> {
+    let now = SystemTime::now();
+    match config.ca_source {
+        CaSource::Generated => {
+            tracing::warn!(
+                "using a generated in-memory mesh CA: workload certificates will not verify after a restart (dev runs only)"
+            );
+            Ok(Authority::generate(&config.trust_domain, now)?)
+        }
+        CaSource::Dir => {
+            let dir = config.ca_dir.clone().unwrap_or_default();
+            let files = CaFiles::from_dir(&dir)?;
+            Ok(Authority::load(&dir.display().to_string(), &files, now)?)
+        }
+        CaSource::Secret => {
+            let (namespace, name) = (config.namespace.clone(), config.ca_secret.clone());
+            let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+            let secret = api
+                .get_opt(&name)
+                .await
+                .map_err(|source| RunError::CaSecret {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    source: Box::new(source),
+                })?
+                .ok_or_else(|| RunError::CaSecretMissing {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                })?;
+            let origin = format!("Secret {namespace}/{name}");
+            let files = CaFiles::from_secret(&origin, &secret)?;
+            Ok(Authority::load(&origin, &files, now)?)
+        }
+    }
+}
+
+/// What xDS serves. Until translation (index → Envoy resources) lands,
+/// this is an empty configuration: proxies connect, are identified and
+/// get nothing to route. Translation replaces this one function.
+pub fn config_source(_index: &SharedIndex) -> Arc<dyn ConfigSource> {
+    tracing::warn!("xDS translation is not wired yet: proxies receive an empty configuration");
+    Arc::new(StaticSource::new(Resources::default()))
+}
+
+/// weftd, started. Dropping it does not stop the tasks: call
+/// [`Running::shutdown`].
+#[derive(Debug)]
+pub struct Running {
+    /// Where 15012 (xDS + CA over TLS) actually listens.
+    pub grpc_tls_addr: SocketAddr,
+    /// Where 15014 (debug, metrics, readiness) listens.
+    pub monitoring_addr: SocketAddr,
+    /// Where plaintext xDS listens, when enabled.
+    pub plaintext_xds_addr: Option<SocketAddr>,
+    pub authority: Arc<Authority>,
+    pub ca_metrics: Arc<CaMetrics>,
+    pub metrics: Metrics,
+    pub readiness: Readiness,
+    pub registry: ProxyRegistry,
+    pub xds: XdsServer,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<Result<(), RunError>>,
+    /// Index watches: they run until aborted.
+    watches: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Waits until a task ends (normally only on shutdown); returns its error.
+    pub async fn wait_any(&mut self) -> Result<(), RunError> {
+        match self.tasks.join_next().await {
+            Some(Ok(result)) => result,
+            Some(Err(e)) => Err(RunError::Task(e.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops accepting, ends xDS streams, lets in-flight requests finish
+    /// (bounded), stops the watches, and returns the first error any task
+    /// reported.
+    pub async fn shutdown(mut self) -> Result<(), RunError> {
+        let _ = self.shutdown.send(true);
+        self.xds.close_streams();
+        for watch in &self.watches {
+            watch.abort();
+        }
+        let mut first_error = Ok(());
+        let drain = async {
+            while let Some(joined) = self.tasks.join_next().await {
+                let result = joined
+                    .map_err(|e| RunError::Task(e.to_string()))
+                    .and_then(|r| r);
+                if let (Err(e), true) = (result, first_error.is_ok()) {
+                    first_error = Err(e);
+                }
+            }
+        };
+        if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
+            tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
+            self.tasks.shutdown().await;
+        }
+        first_error
+    }
+}
+
+async fn bind(config: &Config, port: u16) -> Result<(TcpListener, SocketAddr), RunError> {
+    let addr = SocketAddr::new(config.listen_address, port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| RunError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| RunError::Bind { addr, source })?;
+    Ok((listener, bound))
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Builds everything and starts the servers; returns once they listen.
+pub async fn start(config: &Config) -> Result<Running, RunError> {
+    let client = kube_client(config).await?;
+    let authority = Arc::new(load_authority(config, &client).await?);
+    let metrics = Metrics::new();
+    let ca_metrics = Arc::new(CaMetrics::exporting_to(metrics.clone()));
+    let readiness = Readiness::default();
+    let registry = ProxyRegistry::default();
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+
+    // The index: one watch per kind, and readiness once the core kinds synced.
+    let shared_index: SharedIndex = Arc::new(Mutex::new(Index::new()));
+    let reporter = Reporter {
+        controller: format!("weftd-{}", config.revision),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let mut snapshots = shared_index
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .subscribe();
+    let watches = index::watch::spawn(client.clone(), shared_index.clone(), reporter);
+    {
+        let (readiness, stop) = (readiness.clone(), stopped(shutdown_rx.clone()));
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = stop => {}
+                synced = snapshots.wait_for(|s| s.is_synced(&READY_KINDS)) => {
+                    if synced.is_ok() {
+                        readiness.set_ready();
+                        tracing::info!("index synced: ready");
+                    }
+                }
+            }
+            Ok(())
+        });
+    }
+
+    // weftd's own serving certificate, from the mesh CA, kept renewed.
+    let names = tls::serving_names(&config.revision, &config.namespace, &config.cluster_domain);
+    let serving = Arc::new(ServingCert::issue(&authority, &names)?);
+    {
+        let (serving, authority, rx) = (serving.clone(), authority.clone(), shutdown_rx.clone());
+        tasks.spawn(async move {
+            serving.keep_renewed(authority, names, rx).await;
+            Ok(())
+        });
+    }
+
+    // xDS, shared by 15012 and 15010.
+    let xds = XdsServer::new(
+        config_source(&shared_index),
+        XdsConfig {
+            trust_domain: config.trust_domain.clone(),
+            revision: config.revision.clone(),
+            ..XdsConfig::default()
+        },
+        registry.clone(),
+        metrics.clone(),
+    );
+
+    // 15012: xDS + CA over TLS.
+    let tls_config = tls::server_config(authority.roots_der(), serving.clone())?;
+    let (listener, grpc_tls_addr) = bind(config, config.grpc_tls_port).await?;
+    let ca_service = CertificateServer::new(
+        authority.clone(),
+        KubeTokenReviewer::new(client.clone()),
+        CaPolicy {
+            trust_domain: config.trust_domain.clone(),
+            audience: config.token_audience.clone(),
+            default_ttl: config.workload_cert_ttl,
+            max_ttl: config.max_workload_cert_ttl,
+        },
+        ca_metrics.clone(),
+    )
+    .into_service();
+    let router = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(ca_service)
+        .add_service(xds.service(Authentication::ClientCertificate));
+    let incoming = tls::incoming(listener, tls_config);
+    let stop = stopped(shutdown_rx.clone());
+    tasks.spawn(async move {
+        router
+            .serve_with_incoming_shutdown(incoming, stop)
+            .await
+            .map_err(|source| RunError::Serve {
+                addr: grpc_tls_addr,
+                source,
+            })
+    });
+    tracing::info!(
+        addr = %grpc_tls_addr,
+        revision = %config.revision,
+        trust_domain = %config.trust_domain,
+        audience = %config.token_audience,
+        "serving xDS and the mesh CA over TLS"
+    );
+
+    // 15010: plaintext xDS, only when asked for.
+    let mut plaintext_xds_addr = None;
+    if let Some(port) = config.plaintext_xds_port {
+        let (listener, addr) = bind(config, port).await?;
+        plaintext_xds_addr = Some(addr);
+        let (xds, stop) = (xds.clone(), stopped(shutdown_rx.clone()));
+        tasks.spawn(async move { Ok(xds.serve_plaintext(listener, stop).await?) });
+    }
+
+    // 15014: debug, metrics, readiness.
+    let (listener, monitoring_addr) = bind(config, config.monitoring_port).await?;
+    let state = DebugState {
+        registry: registry.clone(),
+        metrics: metrics.clone(),
+        readiness: readiness.clone(),
+    };
+    let stop = stopped(shutdown_rx.clone());
+    tasks.spawn(async move { Ok(debug::serve(state, listener, stop).await?) });
+
+    Ok(Running {
+        grpc_tls_addr,
+        monitoring_addr,
+        plaintext_xds_addr,
+        authority,
+        ca_metrics,
+        metrics,
+        readiness,
+        registry,
+        xds,
+        shutdown,
+        tasks,
+        watches,
+    })
+}
+
+/// Runs weftd until SIGTERM or Ctrl-C, then drains.
+pub async fn run(config: Config) -> Result<(), RunError> {
+    let mut running = start(&config).await?;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(RunError::Signal)?;
+    tokio::select! {
+        _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
+        result = running.wait_any() => {
+            // A server stopped on its own: stop the rest and report why.
+            let _ = running.shutdown().await;
+            return result;
+        }
+    }
+    running.shutdown().await
+}

@@ -1,0 +1,334 @@
+//! The webhook registrations, rendered as plain objects (the operator
+//! applies them): which pods reach `/inject` and which Istio objects reach
+//! `/validate`. The selectors are Istio's, so namespaces and pods labelled
+//! for Istio reach the right revision:
+//!
+//! | webhook | namespace | pod |
+//! | --- | --- | --- |
+//! | `rev.namespace.sidecar-injector.weft.dev` | `istio.io/rev=<name>`, no `istio-injection` | `sidecar.istio.io/inject!=false` |
+//! | `rev.object.sidecar-injector.weft.dev` | neither label | `istio.io/rev=<name>`, `sidecar.istio.io/inject!=false` |
+//! | `namespace.sidecar-injector.weft.dev` (default only) | `istio-injection=enabled` | `sidecar.istio.io/inject!=false` |
+//! | `object.sidecar-injector.weft.dev` (default only) | neither label | `sidecar.istio.io/inject=true`, no `istio.io/rev` |
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ServiceReference,
+    ValidatingWebhook, ValidatingWebhookConfiguration, WebhookClientConfig,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+use kube::api::ObjectMeta;
+
+use super::server::WEBHOOK_PORT;
+use crate::inject::decision::{IGNORED_NAMESPACES, INJECT_LABEL, INJECTION_LABEL, REVISION_LABEL};
+use crate::validation::GROUPS;
+
+/// Where the API server reaches weftd's webhooks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// The Service in front of weftd (`weftd-<rev>` in the control-plane namespace), port 15017.
+    Service { namespace: String, name: String },
+    /// A URL base such as `https://10.100.5.1:15017` (weftd outside the cluster).
+    Url(String),
+}
+
+impl Endpoint {
+    fn client_config(&self, path: &str, ca_bundle: &[u8]) -> WebhookClientConfig {
+        let ca_bundle = Some(ByteString(ca_bundle.to_vec()));
+        match self {
+            Self::Service { namespace, name } => WebhookClientConfig {
+                service: Some(ServiceReference {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    path: Some(path.to_owned()),
+                    port: Some(i32::from(WEBHOOK_PORT)),
+                }),
+                ca_bundle,
+                url: None,
+            },
+            Self::Url(base) => WebhookClientConfig {
+                url: Some(format!("{}{path}", base.trim_end_matches('/'))),
+                ca_bundle,
+                service: None,
+            },
+        }
+    }
+}
+
+fn requirement(key: &str, operator: &str, values: &[&str]) -> LabelSelectorRequirement {
+    LabelSelectorRequirement {
+        key: key.to_owned(),
+        operator: operator.to_owned(),
+        values: (!values.is_empty()).then(|| values.iter().map(|v| (*v).to_owned()).collect()),
+    }
+}
+
+fn selector(requirements: Vec<LabelSelectorRequirement>) -> Option<LabelSelector> {
+    Some(LabelSelector {
+        match_expressions: Some(requirements),
+        match_labels: None,
+    })
+}
+
+/// Labels on every webhook configuration of `revision`.
+pub fn labels(revision: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "app.kubernetes.io/managed-by".to_owned(),
+            "weftd".to_owned(),
+        ),
+        ("app.kubernetes.io/part-of".to_owned(), "weft".to_owned()),
+        ("weft.dev/revision".to_owned(), revision.to_owned()),
+    ])
+}
+
+fn not_system() -> LabelSelectorRequirement {
+    requirement("kubernetes.io/metadata.name", "NotIn", &IGNORED_NAMESPACES)
+}
+
+fn injector(
+    name: &str,
+    namespace: Vec<LabelSelectorRequirement>,
+    object: Vec<LabelSelectorRequirement>,
+    client: WebhookClientConfig,
+) -> MutatingWebhook {
+    let mut namespace = namespace;
+    namespace.push(not_system());
+    MutatingWebhook {
+        name: name.to_owned(),
+        admission_review_versions: vec!["v1".to_owned()],
+        client_config: client,
+        failure_policy: Some("Fail".to_owned()),
+        match_policy: Some("Equivalent".to_owned()),
+        namespace_selector: selector(namespace),
+        object_selector: selector(object),
+        // Injection is idempotent (an injected pod is skipped), so being
+        // called again after later webhooks is harmless.
+        reinvocation_policy: Some("IfNeeded".to_owned()),
+        rules: Some(vec![RuleWithOperations {
+            api_groups: Some(vec![String::new()]),
+            api_versions: Some(vec!["v1".to_owned()]),
+            operations: Some(vec!["CREATE".to_owned()]),
+            resources: Some(vec!["pods".to_owned()]),
+            scope: None,
+        }]),
+        side_effects: "None".to_owned(),
+        timeout_seconds: Some(10),
+        match_conditions: None,
+    }
+}
+
+/// The injector registration for `selector_name` (the revision itself, or
+/// a tag pointing at it), served by `revision`'s weftd. With `default`,
+/// it also takes `istio-injection=enabled` namespaces and pods opting in
+/// without a revision. Named `weft-sidecar-injector-<selector_name>`.
+pub fn mutating_webhook_configuration(
+    selector_name: &str,
+    revision: &str,
+    default: bool,
+    endpoint: &Endpoint,
+    ca_bundle: &[u8],
+) -> MutatingWebhookConfiguration {
+    let client = endpoint.client_config("/inject", ca_bundle);
+    let not_opted_out = || requirement(INJECT_LABEL, "NotIn", &["false"]);
+    let mut webhooks = vec![
+        injector(
+            "rev.namespace.sidecar-injector.weft.dev",
+            vec![
+                requirement(REVISION_LABEL, "In", &[selector_name]),
+                requirement(INJECTION_LABEL, "DoesNotExist", &[]),
+            ],
+            vec![not_opted_out()],
+            client.clone(),
+        ),
+        injector(
+            "rev.object.sidecar-injector.weft.dev",
+            vec![
+                requirement(REVISION_LABEL, "DoesNotExist", &[]),
+                requirement(INJECTION_LABEL, "DoesNotExist", &[]),
+            ],
+            vec![
+                not_opted_out(),
+                requirement(REVISION_LABEL, "In", &[selector_name]),
+            ],
+            client.clone(),
+        ),
+    ];
+    if default {
+        webhooks.push(injector(
+            "namespace.sidecar-injector.weft.dev",
+            vec![requirement(INJECTION_LABEL, "In", &["enabled"])],
+            vec![not_opted_out()],
+            client.clone(),
+        ));
+        webhooks.push(injector(
+            "object.sidecar-injector.weft.dev",
+            vec![
+                requirement(INJECTION_LABEL, "DoesNotExist", &[]),
+                requirement(REVISION_LABEL, "DoesNotExist", &[]),
+            ],
+            vec![
+                requirement(INJECT_LABEL, "In", &["true"]),
+                requirement(REVISION_LABEL, "DoesNotExist", &[]),
+            ],
+            client,
+        ));
+    }
+    MutatingWebhookConfiguration {
+        metadata: ObjectMeta {
+            name: Some(format!("weft-sidecar-injector-{selector_name}")),
+            labels: Some(labels(revision)),
+            ..Default::default()
+        },
+        webhooks: Some(webhooks),
+    }
+}
+
+/// Versions at which Weft serves `group`, from its CRDs.
+fn served_versions(group: &str) -> Vec<String> {
+    let mut versions: Vec<String> = weft_api::crd::all()
+        .into_iter()
+        .filter(|crd| crd.spec.group == group)
+        .flat_map(|crd| {
+            crd.spec
+                .versions
+                .into_iter()
+                .filter(|v| v.served)
+                .map(|v| v.name)
+        })
+        .collect();
+    versions.sort();
+    versions.dedup();
+    versions
+}
+
+/// The validator registration of `revision`, named
+/// `weft-validator-<revision>-<control_plane_namespace>`. The default
+/// revision validates every Istio object; another revision only objects
+/// labelled `istio.io/rev=<revision>`.
+pub fn validating_webhook_configuration(
+    revision: &str,
+    control_plane_namespace: &str,
+    default: bool,
+    endpoint: &Endpoint,
+    ca_bundle: &[u8],
+) -> ValidatingWebhookConfiguration {
+    let rules = GROUPS
+        .iter()
+        .map(|group| RuleWithOperations {
+            api_groups: Some(vec![(*group).to_owned()]),
+            api_versions: Some(served_versions(group)),
+            operations: Some(vec!["CREATE".to_owned(), "UPDATE".to_owned()]),
+            resources: Some(vec!["*".to_owned()]),
+            scope: None,
+        })
+        .collect();
+    let object_selector = if default {
+        None
+    } else {
+        selector(vec![requirement(REVISION_LABEL, "In", &[revision])])
+    };
+    ValidatingWebhookConfiguration {
+        metadata: ObjectMeta {
+            name: Some(format!(
+                "weft-validator-{revision}-{control_plane_namespace}"
+            )),
+            labels: Some(labels(revision)),
+            ..Default::default()
+        },
+        webhooks: Some(vec![ValidatingWebhook {
+            name: "rev.validation.weft.dev".to_owned(),
+            admission_review_versions: vec!["v1".to_owned()],
+            client_config: endpoint.client_config("/validate", ca_bundle),
+            failure_policy: Some("Fail".to_owned()),
+            match_policy: Some("Equivalent".to_owned()),
+            namespace_selector: None,
+            object_selector,
+            rules: Some(rules),
+            side_effects: "None".to_owned(),
+            timeout_seconds: Some(10),
+            match_conditions: None,
+        }]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn golden(name: &str, value: &impl serde::Serialize) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/webhook/testdata")
+            .join(name);
+        let got = serde_json::to_string_pretty(value).expect("serializes") + "\n";
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, &got).expect("writing golden file");
+        }
+        let want = std::fs::read_to_string(&path).unwrap_or_default();
+        assert_eq!(
+            got, want,
+            "{path:?} differs; run UPDATE_GOLDEN=1 and review"
+        );
+    }
+
+    fn service() -> Endpoint {
+        Endpoint::Service {
+            namespace: "weft-system".into(),
+            name: "weftd-1-2".into(),
+        }
+    }
+
+    #[test]
+    fn injector_default_revision_matches_golden() {
+        golden(
+            "mutating-default.json",
+            &mutating_webhook_configuration("1-2", "1-2", true, &service(), b"CA"),
+        );
+    }
+
+    #[test]
+    fn injector_for_a_tag_matches_golden() {
+        let url = Endpoint::Url("https://10.100.5.1:15017/".into());
+        golden(
+            "mutating-tag.json",
+            &mutating_webhook_configuration("stable", "1-2", false, &url, b"CA"),
+        );
+    }
+
+    #[test]
+    fn validator_matches_golden() {
+        golden(
+            "validating.json",
+            &validating_webhook_configuration("1-2", "weft-system", false, &service(), b"CA"),
+        );
+    }
+
+    #[test]
+    fn every_injector_fails_closed_and_has_no_side_effects() {
+        let config = mutating_webhook_configuration("1-2", "1-2", true, &service(), b"CA");
+        let webhooks = config.webhooks.unwrap_or_default();
+        assert_eq!(webhooks.len(), 4);
+        for w in webhooks {
+            assert_eq!(w.failure_policy.as_deref(), Some("Fail"), "{}", w.name);
+            assert_eq!(w.side_effects, "None");
+            let object = w
+                .object_selector
+                .and_then(|s| s.match_expressions)
+                .unwrap_or_default();
+            assert!(object.iter().any(|r| r.key == INJECT_LABEL), "{}", w.name);
+        }
+        let v = validating_webhook_configuration("1-2", "weft-system", true, &service(), b"CA");
+        let rules = v.webhooks.unwrap_or_default()[0]
+            .rules
+            .clone()
+            .unwrap_or_default();
+        assert!(
+            rules[0]
+                .api_versions
+                .as_ref()
+                .is_some_and(|v| v.contains(&"v1beta1".to_owned()))
+        );
+    }
+}
