@@ -43,7 +43,7 @@ pub struct Config {
     pub ca_dir: Option<PathBuf>,
 
     /// Audience the proxies' projected service-account tokens must carry.
-    #[arg(long, env = "WEFT_TOKEN_AUDIENCE", default_value = "istio-ca")]
+    #[arg(long, env = "WEFT_TOKEN_AUDIENCE", default_value = "weft-ca")]
     pub token_audience: String,
 
     /// Lifetime of a workload certificate when the proxy asks for none.
@@ -74,6 +74,18 @@ pub struct Config {
     /// Admission webhooks (sidecar injection, validation) over TLS.
     #[arg(long, env = "WEFT_WEBHOOK_PORT", default_value_t = 15017)]
     pub webhook_port: u16,
+
+    /// Image of weft-proxy, injected as sidecar and run by gateways.
+    #[arg(
+        long,
+        env = "WEFT_PROXY_IMAGE",
+        default_value = "weft.local/weft-proxy:dev"
+    )]
+    pub proxy_image: String,
+
+    /// Run the Gateway API controller (provision gateways, write status).
+    #[arg(long, env = "WEFT_GATEWAY_CONTROLLER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub gateway_controller: bool,
 
     /// Kubeconfig to use (a host run); without it weftd uses the in-cluster
     /// service account in a pod, else the usual kubeconfig search.
@@ -183,6 +195,8 @@ mod tests {
         assert_eq!(c.workload_cert_ttl, Duration::from_secs(86400));
         assert_eq!(c.ca_source, CaSource::Secret);
         assert_eq!(c.ca_secret, "cacerts");
+        assert_eq!(c.token_audience, "weft-ca");
+        assert!(c.gateway_controller);
     }
 
     #[test]

@@ -8,10 +8,11 @@
 //! | 15012 | xDS (ADS, proxies identified by their mesh client certificate) and `weft.ca.v1.CertificateService`, over TLS | [`crate::xds`], [`crate::ca`], [`crate::tls`] |
 //! | 15010 | plaintext xDS, off unless `--plaintext-xds-port` | [`crate::xds`] |
 //! | 15014 | `/metrics`, `/ready`, `/debug/*` | [`crate::debug`] |
-//! | 15017 | admission webhooks: joins in [`start`] when the inject/validation modules land (serve with a [`ServingCert`] from the same CA) | |
+//! | 15017 | admission webhooks (sidecar injection, validation), TLS with a certificate from the mesh CA | [`crate::webhook`] |
 //!
-//! The xDS configuration comes from [`config_source`]; the gateway
-//! controller joins [`start`] as one more task taking the shutdown receiver.
+//! Plus the index watches ([`crate::index::watch`]) and the Gateway API
+//! controller ([`crate::gateway`]). The xDS configuration comes from
+//! [`config_source`].
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -30,11 +31,14 @@ use crate::ca::{
 };
 use crate::config::{CaSource, Config, LogFormat};
 use crate::debug::{self, DebugError, DebugState, Readiness};
+use crate::gateway::{self, GatewaySettings, ProxyTemplate};
 use crate::index::watch::SharedIndex;
 use crate::index::{self, Index, Kind};
+use crate::inject::InjectSettings;
 use crate::metrics::Metrics;
 use crate::resources::Resources;
 use crate::tls::{self, ServingCert, TlsError};
+use crate::webhook::{WebhookError, WebhookServer};
 use crate::xds::{Authentication, ConfigSource, ProxyRegistry, StaticSource, XdsConfig, XdsServer};
 
 /// Kinds whose initial list must be loaded before weftd reports ready.
@@ -93,6 +97,10 @@ pub enum RunError {
     Debug(#[from] DebugError),
     #[error(transparent)]
     Xds(#[from] crate::xds::XdsError),
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
+    #[error("the Gateway API controller stopped: {0}")]
+    Gateway(#[from] gateway::Error),
     #[error("waiting for SIGTERM: {0}")]
     Signal(#[source] std::io::Error),
     #[error("a weftd task panicked: {0}")]
@@ -186,6 +194,8 @@ pub struct Running {
     pub grpc_tls_addr: SocketAddr,
     /// Where 15014 (debug, metrics, readiness) listens.
     pub monitoring_addr: SocketAddr,
+    /// Where the admission webhooks (15017) listen.
+    pub webhook_addr: SocketAddr,
     /// Where plaintext xDS listens, when enabled.
     pub plaintext_xds_addr: Option<SocketAddr>,
     pub authority: Arc<Authority>,
@@ -296,6 +306,7 @@ pub async fn start(config: &Config) -> Result<Running, RunError> {
     let serving = Arc::new(ServingCert::issue(&authority, &names)?);
     {
         let (serving, authority, rx) = (serving.clone(), authority.clone(), shutdown_rx.clone());
+        let names = names.clone();
         tasks.spawn(async move {
             serving.keep_renewed(authority, names, rx).await;
             Ok(())
@@ -372,9 +383,56 @@ pub async fn start(config: &Config) -> Result<Running, RunError> {
     let stop = stopped(shutdown_rx.clone());
     tasks.spawn(async move { Ok(debug::serve(state, listener, stop).await?) });
 
+    // 15017: sidecar injection and validation webhooks.
+    let xds_address = format!(
+        "weftd-{}.{}.svc:{}",
+        config.revision, config.namespace, config.grpc_tls_port
+    );
+    let mut inject = InjectSettings::new(&config.revision, &config.namespace, &config.proxy_image);
+    inject.xds_address = xds_address.clone();
+    inject.trust_domain = config.trust_domain.clone();
+    inject.token_audience = config.token_audience.clone();
+    let (inject_tx, inject_rx) = watch::channel(inject);
+    let (listener, webhook_addr) = bind(config, config.webhook_port).await?;
+    let webhooks = WebhookServer::new(
+        inject_rx,
+        Arc::new(client.clone()),
+        tls::webhook_server_config(serving.clone())?,
+    );
+    let stop = stopped(shutdown_rx.clone());
+    tasks.spawn(async move {
+        // Keeps the settings channel open for as long as the server runs
+        // (revision tags will be sent through it).
+        let _inject_tx = inject_tx;
+        Ok(webhooks.serve(listener, stop).await?)
+    });
+
+    // The Gateway API controller.
+    if config.gateway_controller {
+        let settings = GatewaySettings {
+            proxy: ProxyTemplate {
+                image: config.proxy_image.clone(),
+                ..ProxyTemplate::default()
+            },
+            xds_address,
+            trust_domain: config.trust_domain.clone(),
+            revision: config.revision.clone(),
+            token_audience: config.token_audience.clone(),
+            ..GatewaySettings::default()
+        };
+        let (client, stop) = (client.clone(), stopped(shutdown_rx.clone()));
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = stop => Ok(()),
+                result = gateway::run(client, settings) => Ok(result?),
+            }
+        });
+    }
+
     Ok(Running {
         grpc_tls_addr,
         monitoring_addr,
+        webhook_addr,
         plaintext_xds_addr,
         authority,
         ca_metrics,

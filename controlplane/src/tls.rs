@@ -210,6 +210,21 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// The rustls server configuration of the webhook port 15017: `serving`
+/// as certificate (the API server trusts the mesh root through the
+/// webhooks' `caBundle`), no client certificates, HTTP/2 and HTTP/1.1.
+pub fn webhook_server_config(
+    serving: Arc<ServingCert>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(serving);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// Accepts TCP connections on `listener` and completes TLS handshakes
 /// concurrently (a slow client cannot stall the others); yields finished
 /// connections for `tonic::transport::Server::serve_with_incoming`. Failed

@@ -50,6 +50,8 @@ fn config(cluster: &Cluster, namespace: &str, secret: &str) -> Config {
         "0",
         "--monitoring-port",
         "0",
+        "--webhook-port",
+        "0",
         "--token-audience",
         AUDIENCE,
     ])
@@ -306,6 +308,18 @@ async fn issues_certificates_for_real_service_account_tokens() -> Result<(), wef
     ensure(body.contains("weftd_ca_csr_signed_total 1"), || {
         format!("/metrics: {body}")
     })?;
+
+    // 15017 serves TLS with a certificate from the mesh CA.
+    let webhook_tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&root))
+        .domain_name(format!("weftd-it.{namespace}.svc"));
+    Channel::from_shared(format!("https://{}", running.webhook_addr))
+        .expect("uri")
+        .tls_config(webhook_tls)
+        .map_err(|e| weft_e2e::Error::Assert(format!("webhook TLS config: {e}")))?
+        .connect()
+        .await
+        .map_err(|e| weft_e2e::Error::Assert(format!("webhook TLS handshake: {e}")))?;
 
     running
         .shutdown()
