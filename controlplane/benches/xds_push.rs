@@ -337,7 +337,7 @@ async fn run(
                     )
                 })?
                 .ok_or("all proxies ended")?;
-            if a.type_url == type_url::ENDPOINT && a.names.iter().any(|n| *n == name) {
+            if a.type_url == type_url::ENDPOINT && a.names.contains(&name) {
                 if a.names.len() != 1 {
                     return Err(format!(
                         "change {c}: proxy {} got {} resources, want only {name}",

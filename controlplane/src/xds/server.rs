@@ -609,7 +609,12 @@ mod tests {
         let cert = SpiffeId::new("cluster.local", "shop", "web");
         let auth = Authentication::ClientCertificate;
         // (peer, metadata, expected: Ok(identity) or Err(label))
-        let table: Vec<(Option<SpiffeId>, Vec<(&str, &str)>, Result<&str, &str>)> = vec![
+        type Row<'a> = (
+            Option<SpiffeId>,
+            Vec<(&'a str, &'a str)>,
+            Result<&'a str, &'a str>,
+        );
+        let table: Vec<Row<'_>> = vec![
             (
                 Some(cert.clone()),
                 vec![],
