@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod resources;
 pub mod run;
 pub mod tls;
+pub mod translate;
 pub mod validation;
 pub mod webhook;
 pub mod xds;

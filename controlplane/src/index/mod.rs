@@ -184,8 +184,9 @@ impl Snapshot {
     pub fn in_namespace<'a, T>(
         store: &'a Store<T>,
         namespace: &str,
-    ) -> impl Iterator<Item = (&'a ObjectKey, &'a Arc<T>)> {
+    ) -> impl Iterator<Item = (&'a ObjectKey, &'a Arc<T>)> + use<'a, T> {
         let start = ObjectKey::new(namespace, "");
+        let namespace = namespace.to_owned();
         store
             .range(start..)
             .take_while(move |(k, _)| k.namespace == namespace)

@@ -186,38 +186,37 @@ fn refused(e: &NodeError) -> Status {
     }
 }
 
-impl Inner {
-    fn identify(
-        &self,
-        auth: Authentication,
-        ext: &http::Extensions,
-        node: Option<&Node>,
-    ) -> Result<ProxyIdentity, NodeError> {
-        let claims = NodeClaims::from_node(node)?;
-        match auth {
-            Authentication::NodeMetadata => {
-                claims.into_claimed_identity(&self.config.trust_domain, &self.config.revision)
+/// Establishes who a stream's proxy is (see [`Authentication`]).
+pub fn identify(
+    auth: Authentication,
+    config: &XdsConfig,
+    ext: &http::Extensions,
+    node: Option<&Node>,
+) -> Result<ProxyIdentity, NodeError> {
+    let claims = NodeClaims::from_node(node)?;
+    match auth {
+        Authentication::NodeMetadata => {
+            claims.into_claimed_identity(&config.trust_domain, &config.revision)
+        }
+        Authentication::ClientCertificate => {
+            let node = claims.node_id.clone();
+            let id = peer_identity(ext).map_err(|e| match e {
+                PeerError::NoCertificate => NodeError::NoCertificate { node: node.clone() },
+                other => NodeError::BadCertificate {
+                    node: node.clone(),
+                    reason: other.to_string(),
+                },
+            })?;
+            if id.trust_domain != config.trust_domain {
+                return Err(NodeError::BadCertificate {
+                    node,
+                    reason: format!(
+                        "{id} is not in this mesh's trust domain {:?}",
+                        config.trust_domain
+                    ),
+                });
             }
-            Authentication::ClientCertificate => {
-                let node = claims.node_id.clone();
-                let id = peer_identity(ext).map_err(|e| match e {
-                    PeerError::NoCertificate => NodeError::NoCertificate { node: node.clone() },
-                    other => NodeError::BadCertificate {
-                        node: node.clone(),
-                        reason: other.to_string(),
-                    },
-                })?;
-                if id.trust_domain != self.config.trust_domain {
-                    return Err(NodeError::BadCertificate {
-                        node,
-                        reason: format!(
-                            "{id} is not in this mesh's trust domain {:?}",
-                            self.config.trust_domain
-                        ),
-                    });
-                }
-                claims.into_certified_identity(id, &self.config.revision)
-            }
+            claims.into_certified_identity(id, &config.revision)
         }
     }
 }
@@ -358,8 +357,8 @@ async fn run_sotw(
         Ok(Some(r)) => r,
         _ => return,
     };
-    let proxy = match inner.identify(auth, &ext, first.node.as_ref()) {
-        Ok(p) => p,
+    let proxy = match identify(auth, &inner.config, &ext, first.node.as_ref()) {
+        Ok(p) => inner.source.identify(p),
         Err(e) => {
             warn!(error = %e, reason = e.label(), "xDS stream refused");
             let _ = tx.send(Err(refused(&e))).await;
@@ -447,8 +446,8 @@ async fn run_delta(
         Ok(Some(r)) => r,
         _ => return,
     };
-    let proxy = match inner.identify(auth, &ext, first.node.as_ref()) {
-        Ok(p) => p,
+    let proxy = match identify(auth, &inner.config, &ext, first.node.as_ref()) {
+        Ok(p) => inner.source.identify(p),
         Err(e) => {
             warn!(error = %e, reason = e.label(), "xDS stream refused");
             let _ = tx.send(Err(refused(&e))).await;
@@ -565,5 +564,102 @@ impl AggregatedDiscoveryService for AdsService {
             tx,
         ));
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
+
+    use super::*;
+    use crate::identity::SpiffeId;
+    use crate::xds::PeerSpiffeId;
+
+    fn node(meta: &[(&str, &str)]) -> Node {
+        Node {
+            id: "sidecar~10.0.0.9~web-1.shop~shop.svc.cluster.local".to_owned(),
+            metadata: Some(Struct {
+                fields: meta
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.to_string(),
+                            Value {
+                                kind: Some(Kind::StringValue(v.to_string())),
+                            },
+                        )
+                    })
+                    .collect(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn with_peer(id: Option<SpiffeId>) -> http::Extensions {
+        let mut ext = http::Extensions::new();
+        if let Some(id) = id {
+            ext.insert(PeerSpiffeId(id));
+        }
+        ext
+    }
+
+    #[test]
+    fn certificate_decides_identity_on_mtls() {
+        let config = XdsConfig::default();
+        let cert = SpiffeId::new("cluster.local", "shop", "web");
+        let auth = Authentication::ClientCertificate;
+        // (peer, metadata, expected: Ok(identity) or Err(label))
+        type Row<'a> = (
+            Option<SpiffeId>,
+            Vec<(&'a str, &'a str)>,
+            Result<&'a str, &'a str>,
+        );
+        let table: Vec<Row<'_>> = vec![
+            (
+                Some(cert.clone()),
+                vec![],
+                Ok("spiffe://cluster.local/ns/shop/sa/web"),
+            ),
+            (
+                Some(cert.clone()),
+                vec![("SERVICE_ACCOUNT", "web"), ("NAMESPACE", "shop")],
+                Ok("spiffe://cluster.local/ns/shop/sa/web"),
+            ),
+            (
+                Some(cert.clone()),
+                vec![("SERVICE_ACCOUNT", "admin")],
+                Err("ClaimMismatch"),
+            ),
+            (None, vec![("NAMESPACE", "shop")], Err("NoCertificate")),
+            (
+                Some(SpiffeId::new("other.domain", "shop", "web")),
+                vec![],
+                Err("BadCertificate"),
+            ),
+        ];
+        for (peer, meta, want) in table {
+            let got = identify(auth, &config, &with_peer(peer.clone()), Some(&node(&meta)));
+            match (got, want) {
+                (Ok(p), Ok(id)) => {
+                    assert_eq!(p.id.to_string(), id, "{peer:?} {meta:?}");
+                    assert_eq!(p.pod.as_deref(), Some("web-1"));
+                }
+                (Err(e), Err(label)) => assert_eq!(e.label(), label, "{peer:?} {meta:?}: {e}"),
+                (got, want) => panic!("{peer:?} {meta:?}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn plaintext_trusts_metadata_but_ignores_peer_extensions() {
+        let config = XdsConfig::default();
+        let p = identify(
+            Authentication::NodeMetadata,
+            &config,
+            &with_peer(None),
+            Some(&node(&[("SERVICE_ACCOUNT", "web")])),
+        )
+        .expect("identity");
+        assert_eq!(p.id.to_string(), "spiffe://cluster.local/ns/shop/sa/web");
     }
 }

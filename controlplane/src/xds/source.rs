@@ -19,6 +19,14 @@ pub trait ConfigSource: Send + Sync + 'static {
     /// Bumped whenever [`ConfigSource::resources`] may answer differently
     /// (the value itself means nothing; the xDS server debounces bursts).
     fn changes(&self) -> watch::Receiver<u64>;
+
+    /// Completes an authenticated proxy's identity from what the source
+    /// knows (its pod's labels, IPs, revision). The namespace and service
+    /// account it was given are authenticated and must be kept. By
+    /// default the identity is kept as the stream established it.
+    fn identify(&self, proxy: ProxyIdentity) -> ProxyIdentity {
+        proxy
+    }
 }
 
 /// A source holding one [`Resources`] for every proxy, replaced by
@@ -76,5 +84,9 @@ impl<S: ConfigSource> ConfigSource for Arc<S> {
 
     fn changes(&self) -> watch::Receiver<u64> {
         (**self).changes()
+    }
+
+    fn identify(&self, proxy: ProxyIdentity) -> ProxyIdentity {
+        (**self).identify(proxy)
     }
 }

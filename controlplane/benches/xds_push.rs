@@ -1,0 +1,407 @@
+//! `make bench-controlplane`: the xDS server under a mesh of 1,000
+//! services and 10,000 endpoints with 100 simulated proxies (in-process
+//! delta ADS clients over loopback gRPC, each ACKing every response).
+//!
+//! Prints, never fails on timing:
+//! - full push: time from the first connection until every proxy holds
+//!   every resource, and the process RSS before and after;
+//! - one EndpointSlice change (one ClusterLoadAssignment) until the last
+//!   proxy ACKs it, p50/p99/max over N changes, once with the default
+//!   debounce (100 ms quiet) and once with debouncing off, which separates
+//!   the debounce wait from the server's own work.
+//!
+//! The mesh is synthetic standard Envoy resources served by a
+//! [`StaticSource`] shared by all proxies, so the figures are the xDS
+//! server's (diffing, encoding, streaming, ACK handling), not translation's.
+//! Sizes: BENCH_SERVICES, BENCH_ENDPOINTS_PER_SERVICE, BENCH_PROXIES,
+//! BENCH_CHANGES.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
+use envoy_types::pb::envoy::config::core::v3::{
+    Address, Node, SocketAddress, address, socket_address,
+};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
+};
+use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use weftd::metrics::Metrics;
+use weftd::resources::{Resource, Resources, type_url};
+use weftd::xds::{DebounceConfig, ProxyRegistry, StaticSource, XdsConfig, XdsServer};
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn fqdn(i: usize) -> String {
+    format!("svc-{i}.ns-{}.svc.cluster.local", i % 50)
+}
+
+fn cla(i: usize, endpoints: usize, generation: usize) -> Resource {
+    let name = format!("outbound|8080||{}", fqdn(i));
+    let lb_endpoints = (0..endpoints)
+        .map(|e| LbEndpoint {
+            host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                address: Some(Address {
+                    address: Some(address::Address::SocketAddress(SocketAddress {
+                        address: format!(
+                            "10.{}.{}.{}",
+                            112 + (i / 60_000) % 8,
+                            (i * endpoints + e) / 250 % 250,
+                            (i * endpoints + e) % 250
+                        ),
+                        port_specifier: Some(socket_address::PortSpecifier::PortValue(
+                            8080 + generation as u32,
+                        )),
+                        ..Default::default()
+                    })),
+                }),
+                ..Default::default()
+            })),
+            load_balancing_weight: Some(envoy_types::pb::google::protobuf::UInt32Value {
+                value: 1,
+            }),
+            ..Default::default()
+        })
+        .collect();
+    Resource::from_message(
+        name.clone(),
+        type_url::ENDPOINT,
+        &ClusterLoadAssignment {
+            cluster_name: name,
+            endpoints: vec![LocalityLbEndpoints {
+                lb_endpoints,
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+    )
+}
+
+fn mesh(services: usize, endpoints: usize) -> Resources {
+    let mut r = Resources::default();
+    let mut hosts = Vec::with_capacity(services);
+    for i in 0..services {
+        let name = format!("outbound|8080||{}", fqdn(i));
+        r.insert(Resource::from_message(
+            name.clone(),
+            type_url::CLUSTER,
+            &Cluster {
+                name: name.clone(),
+                cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+                    cluster::DiscoveryType::Eds as i32,
+                )),
+                ..Default::default()
+            },
+        ));
+        r.insert(cla(i, endpoints, 0));
+        hosts.push(VirtualHost {
+            name: format!("{}:8080", fqdn(i)),
+            domains: vec![
+                fqdn(i),
+                format!("svc-{i}"),
+                format!("svc-{i}.ns-{}", i % 50),
+            ],
+            ..Default::default()
+        });
+    }
+    r.insert(Resource::from_message(
+        "8080",
+        type_url::ROUTE,
+        &RouteConfiguration {
+            name: "8080".to_owned(),
+            virtual_hosts: hosts,
+            ..Default::default()
+        },
+    ));
+    r.insert(Resource::from_message(
+        "virtualOutbound",
+        type_url::LISTENER,
+        &Listener {
+            name: "virtualOutbound".to_owned(),
+            ..Default::default()
+        },
+    ));
+    r
+}
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// What a simulated proxy reports: it ACKed a response of `type_url`
+/// carrying these names.
+#[derive(Debug)]
+struct Acked {
+    proxy: usize,
+    type_url: String,
+    names: Vec<String>,
+    at: Instant,
+}
+
+async fn proxy(
+    i: usize,
+    addr: std::net::SocketAddr,
+    report: mpsc::UnboundedSender<Acked>,
+) -> Result<(), String> {
+    let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{addr}"))
+        .await
+        .map_err(|e| format!("proxy {i}: connect: {e}"))?
+        .max_decoding_message_size(256 << 20);
+    let (tx, rx) = mpsc::channel(16);
+    let node = Node {
+        id: format!("sidecar~10.200.0.{i}~bench-{i}.bench~bench.svc.cluster.local"),
+        metadata: Some(Struct {
+            fields: HashMap::from([(
+                "NAMESPACE".to_owned(),
+                Value {
+                    kind: Some(Kind::StringValue("bench".to_owned())),
+                },
+            )]),
+        }),
+        ..Default::default()
+    };
+    for t in type_url::PUSH_ORDER {
+        tx.send(DeltaDiscoveryRequest {
+            node: Some(node.clone()),
+            type_url: t.to_owned(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("proxy {i}: {e}"))?;
+    }
+    let mut responses = client
+        .delta_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .map_err(|e| format!("proxy {i}: stream: {e}"))?
+        .into_inner();
+    while let Some(r) = responses.next().await {
+        let r = r.map_err(|e| format!("proxy {i}: {e}"))?;
+        tx.send(DeltaDiscoveryRequest {
+            type_url: r.type_url.clone(),
+            response_nonce: r.nonce.clone(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("proxy {i}: ack: {e}"))?;
+        let _ = report.send(Acked {
+            proxy: i,
+            type_url: r.type_url,
+            names: r.resources.into_iter().map(|x| x.name).collect(),
+            at: Instant::now(),
+        });
+    }
+    Ok(())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+struct Run {
+    debounce: DebounceConfig,
+    label: &'static str,
+}
+
+async fn run(
+    run: Run,
+    services: usize,
+    endpoints: usize,
+    proxies: usize,
+    changes: usize,
+) -> Result<(), String> {
+    println!(
+        "\n== {} (debounce quiet {:?}, max {:?}) ==",
+        run.label, run.debounce.quiet, run.debounce.max_delay
+    );
+    let rss_start = rss_mib();
+    let built = Instant::now();
+    let initial = mesh(services, endpoints);
+    let resources: usize = type_url::PUSH_ORDER
+        .iter()
+        .map(|t| initial.of_type(t).count())
+        .sum();
+    let bytes: usize = type_url::PUSH_ORDER
+        .iter()
+        .flat_map(|t| initial.of_type(t))
+        .map(|r| r.body.value.len())
+        .sum();
+    println!(
+        "mesh: {services} services x {endpoints} endpoints = {} endpoints; {resources} resources, {:.1} MiB encoded; built in {}",
+        services * endpoints,
+        bytes as f64 / 1048576.0,
+        ms(built.elapsed())
+    );
+    let source = Arc::new(StaticSource::new(initial));
+    let server = XdsServer::new(
+        source.clone(),
+        XdsConfig {
+            debounce: run.debounce,
+            ..XdsConfig::default()
+        },
+        ProxyRegistry::default(),
+        Metrics::new(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.clone().serve_plaintext(listener, async {
+        let _ = stopped.await;
+    }));
+    let rss_mesh = rss_mib();
+
+    let (report, mut acks) = mpsc::unbounded_channel();
+    let t0 = Instant::now();
+    let mut clients = Vec::new();
+    for i in 0..proxies {
+        clients.push(tokio::spawn(proxy(i, addr, report.clone())));
+    }
+    // full push: every proxy ACKed one response of each type
+    let mut have: HashMap<usize, usize> = HashMap::new();
+    let mut complete = 0;
+    while complete < proxies {
+        let a = tokio::time::timeout(Duration::from_secs(120), acks.recv())
+            .await
+            .map_err(|_| "full push did not complete within 120 s".to_owned())?
+            .ok_or("all proxies ended")?;
+        let n = have.entry(a.proxy).or_default();
+        *n += 1;
+        if *n == type_url::PUSH_ORDER.len() - 1 {
+            // no Secrets in this mesh: 4 types answer
+            complete += 1;
+        }
+    }
+    let full = t0.elapsed();
+    let rss_full = rss_mib();
+    println!(
+        "full push to {proxies} proxies: {} (every proxy ACKed all {resources} resources)",
+        ms(full)
+    );
+    println!(
+        "RSS (whole bench process: server + {proxies} clients): start {rss_start:.0} MiB, mesh built {rss_mesh:.0} MiB, after full push {rss_full:.0} MiB (+{:.0} MiB for {proxies} connected proxies)",
+        rss_full - rss_mesh
+    );
+
+    // one EndpointSlice change at a time → that CLA at every proxy
+    let mut current = (*source.current()).clone();
+    let mut latencies = Vec::with_capacity(changes);
+    for c in 0..changes {
+        let svc = (c * 7919) % services;
+        let changed = cla(svc, endpoints, c + 1);
+        let name = changed.name.clone();
+        current.insert(changed);
+        let next = current.clone();
+        while acks.try_recv().is_ok() {}
+        let start = Instant::now();
+        source.set(next);
+        let mut acked = std::collections::HashSet::new();
+        let mut last = start;
+        while acked.len() < proxies {
+            let a = tokio::time::timeout(Duration::from_secs(30), acks.recv())
+                .await
+                .map_err(|_| {
+                    format!(
+                        "change {c}: only {} of {proxies} proxies ACKed {name}",
+                        acked.len()
+                    )
+                })?
+                .ok_or("all proxies ended")?;
+            if a.type_url == type_url::ENDPOINT && a.names.contains(&name) {
+                if a.names.len() != 1 {
+                    return Err(format!(
+                        "change {c}: proxy {} got {} resources, want only {name}",
+                        a.proxy,
+                        a.names.len()
+                    ));
+                }
+                acked.insert(a.proxy);
+                last = a.at;
+            }
+        }
+        latencies.push(last - start);
+    }
+    latencies.sort();
+    println!(
+        "EndpointSlice change -> last of {proxies} proxies ACKed (delta: only that ClusterLoadAssignment), {changes} changes: p50 {}, p99 {}, max {}  (target p99 < 100 ms)",
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99)),
+        ms(*latencies.last().unwrap_or(&Duration::ZERO)),
+    );
+    server.close_streams();
+    let _ = stop.send(());
+    for c in clients {
+        let _ = c.await;
+    }
+    let _ = serving.await;
+    Ok(())
+}
+
+fn main() {
+    let services = env("BENCH_SERVICES", 1000);
+    let endpoints = env("BENCH_ENDPOINTS_PER_SERVICE", 10);
+    let proxies = env("BENCH_PROXIES", 100);
+    let changes = env("BENCH_CHANGES", 50);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bench: cannot start a Tokio runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!(
+        "weftd xDS bench: {proxies} delta ADS clients over loopback gRPC, {} worker threads",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    for r in [
+        Run {
+            debounce: DebounceConfig::default(),
+            label: "default debounce",
+        },
+        Run {
+            debounce: DebounceConfig {
+                quiet: Duration::ZERO,
+                max_delay: Duration::ZERO,
+            },
+            label: "debounce off (server work only)",
+        },
+    ] {
+        if let Err(e) = rt.block_on(run(r, services, endpoints, proxies, changes)) {
+            eprintln!("bench: {e}");
+            std::process::exit(1);
+        }
+    }
+}
