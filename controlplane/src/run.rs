@@ -211,13 +211,18 @@ pub struct Running {
 }
 
 impl Running {
-    /// Waits until a task ends (normally only on shutdown); returns its error.
+    /// Waits until a task fails (servers end only on shutdown; helper
+    /// tasks such as readiness end early with `Ok` and are skipped), or
+    /// until every task has ended.
     pub async fn wait_any(&mut self) -> Result<(), RunError> {
-        match self.tasks.join_next().await {
-            Some(Ok(result)) => result,
-            Some(Err(e)) => Err(RunError::Task(e.to_string())),
-            None => Ok(()),
+        while let Some(joined) = self.tasks.join_next().await {
+            match joined {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => return Err(e),
+                Err(e) => return Err(RunError::Task(e.to_string())),
+            }
         }
+        Ok(())
     }
 
     /// Stops accepting, ends xDS streams, lets in-flight requests finish
