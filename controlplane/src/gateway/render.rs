@@ -6,11 +6,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ProjectedVolumeSource, SecurityContext, Service, ServiceAccount,
-    ServiceAccountTokenProjection, ServicePort, ServiceSpec, Sysctl, Volume, VolumeMount,
-    VolumeProjection,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Sysctl, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -19,8 +18,7 @@ use weft_api::gateway::gateways::Gateway;
 
 use super::settings::{
     ClassSetting, DATA_MOUNT_PATH, DATA_VOLUME, GatewaySettings, ROOT_CERT_KEY,
-    ROOT_CERT_MOUNT_PATH, ROOT_CERT_VOLUME, TOKEN_EXPIRATION_SECONDS, TOKEN_FILE, TOKEN_MOUNT_PATH,
-    TOKEN_VOLUME,
+    ROOT_CERT_MOUNT_PATH, ROOT_CERT_VOLUME, TOKEN_FILE, TOKEN_MOUNT_PATH, TOKEN_VOLUME,
 };
 
 pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
@@ -342,31 +340,7 @@ fn bootstrap(
         mount(TOKEN_VOLUME, TOKEN_MOUNT_PATH, true),
         mount(DATA_VOLUME, DATA_MOUNT_PATH, false),
     ];
-    let mut volumes = vec![
-        Volume {
-            name: TOKEN_VOLUME.to_owned(),
-            projected: Some(ProjectedVolumeSource {
-                sources: Some(vec![VolumeProjection {
-                    service_account_token: Some(ServiceAccountTokenProjection {
-                        audience: Some(settings.token_audience.clone()),
-                        expiration_seconds: Some(TOKEN_EXPIRATION_SECONDS),
-                        path: TOKEN_FILE.to_owned(),
-                    }),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        Volume {
-            name: DATA_VOLUME.to_owned(),
-            empty_dir: Some(EmptyDirVolumeSource {
-                medium: Some("Memory".to_owned()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-    ];
+    let mut volumes = crate::inject::patch::bootstrap_volumes(&settings.token_audience);
     if let Some(config_map) = &settings.root_cert_config_map {
         env.push(value_env(
             "WEFT_ROOT_CERT_PATH",

@@ -17,15 +17,10 @@ pub const HEALTH_PORT: i32 = 15021;
 /// (see the injector): a projected service-account token for the CA, a
 /// writable in-memory data directory (the root filesystem is read-only) and
 /// the mesh root certificate from a ConfigMap.
-pub const TOKEN_VOLUME: &str = "weft-token";
-pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/tokens";
-pub const TOKEN_FILE: &str = "weft-token";
-pub const TOKEN_EXPIRATION_SECONDS: i64 = 43_200;
-pub const DATA_VOLUME: &str = "weft-data";
-pub const DATA_MOUNT_PATH: &str = "/var/lib/weft";
-pub const ROOT_CERT_VOLUME: &str = "weft-ca-root-cert";
-pub const ROOT_CERT_MOUNT_PATH: &str = "/var/run/secrets/weft";
-pub const ROOT_CERT_KEY: &str = "root-cert.pem";
+pub use crate::inject::settings::{
+    DATA_MOUNT_PATH, DATA_VOLUME, ROOT_CERT_KEY, ROOT_CERT_MOUNT_PATH, ROOT_CERT_VOLUME,
+    TOKEN_EXPIRATION_SECONDS, TOKEN_FILE, TOKEN_MOUNT_PATH, TOKEN_VOLUME,
+};
 
 /// A GatewayClass Weft serves (and, with [`GatewaySettings::manage_classes`],
 /// creates).

@@ -361,14 +361,17 @@ fn proxy_container(settings: &InjectSettings, app_probes: Option<String>) -> Con
     }
 }
 
-fn volumes(settings: &InjectSettings) -> Vec<Volume> {
-    let mut volumes = vec![
+/// The proxy's bootstrap volumes, the same for a sidecar and a gateway: the
+/// projected service-account token (audience `audience`) the CA
+/// authenticates, and a writable in-memory data directory.
+pub(crate) fn bootstrap_volumes(audience: &str) -> Vec<Volume> {
+    vec![
         Volume {
             name: TOKEN_VOLUME.to_owned(),
             projected: Some(ProjectedVolumeSource {
                 sources: Some(vec![VolumeProjection {
                     service_account_token: Some(ServiceAccountTokenProjection {
-                        audience: Some(settings.token_audience.clone()),
+                        audience: Some(audience.to_owned()),
                         expiration_seconds: Some(TOKEN_EXPIRATION_SECONDS),
                         path: TOKEN_FILE.to_owned(),
                     }),
@@ -386,7 +389,11 @@ fn volumes(settings: &InjectSettings) -> Vec<Volume> {
             }),
             ..Default::default()
         },
-    ];
+    ]
+}
+
+fn volumes(settings: &InjectSettings) -> Vec<Volume> {
+    let mut volumes = bootstrap_volumes(&settings.token_audience);
     if let Some(config_map) = &settings.root_cert_config_map {
         volumes.push(Volume {
             name: ROOT_CERT_VOLUME.to_owned(),
