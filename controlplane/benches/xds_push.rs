@@ -6,13 +6,20 @@
 //! - full push: time from the first connection until every proxy holds
 //!   every resource, and the process RSS before and after;
 //! - one EndpointSlice change (one ClusterLoadAssignment) until the last
-//!   proxy ACKs it, p50/p99/max over N changes, once with the default
-//!   debounce (100 ms quiet) and once with debouncing off, which separates
-//!   the debounce wait from the server's own work.
+//!   proxy ACKs it, p50/p99/max over N isolated changes (150 ms apart, as
+//!   pods coming and going are), with weftd's default debounce (leading
+//!   edge, 100 ms quiet), with a trailing-only 100 ms debounce (Istio's
+//!   `PILOT_DEBOUNCE_AFTER` behaviour: the baseline) and with debouncing
+//!   off, which separates the debounce wait from the server's own work.
 //!
-//! The mesh is synthetic standard Envoy resources served by a
-//! [`StaticSource`] shared by all proxies, so the figures are the xDS
-//! server's (diffing, encoding, streaming, ACK handling), not translation's.
+//! Two meshes, side by side:
+//! - `weftd`: Services and EndpointSlices in weftd's index, translated per
+//!   proxy by [`IndexSource`] exactly as a running weftd does (index →
+//!   translate → diff → push);
+//! - `xds only`: the same sizes as pre-built standard Envoy resources in a
+//!   [`StaticSource`] shared by all proxies: the xDS server's own share
+//!   (diffing, encoding, streaming, ACK handling).
+//!
 //! Sizes: BENCH_SERVICES, BENCH_ENDPOINTS_PER_SERVICE, BENCH_PROXIES,
 //! BENCH_CHANGES.
 
@@ -32,12 +39,21 @@ use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost}
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::discovery::v1::{
+    Endpoint as SliceEndpoint, EndpointConditions, EndpointPort, EndpointSlice,
+};
+use kube::api::ObjectMeta;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
+use weftd::index::Index;
 use weftd::metrics::Metrics;
 use weftd::resources::{Resource, Resources, type_url};
-use weftd::xds::{DebounceConfig, ProxyRegistry, StaticSource, XdsConfig, XdsServer};
+use weftd::translate::MeshSettings;
+use weftd::xds::{
+    ConfigSource, DebounceConfig, IndexSource, ProxyRegistry, StaticSource, XdsConfig, XdsServer,
+};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -50,6 +66,15 @@ fn fqdn(i: usize) -> String {
     format!("svc-{i}.ns-{}.svc.cluster.local", i % 50)
 }
 
+fn endpoint_ip(i: usize, endpoints: usize, e: usize) -> String {
+    format!(
+        "10.{}.{}.{}",
+        112 + (i / 60_000) % 8,
+        (i * endpoints + e) / 250 % 250,
+        (i * endpoints + e) % 250
+    )
+}
+
 fn cla(i: usize, endpoints: usize, generation: usize) -> Resource {
     let name = format!("outbound|8080||{}", fqdn(i));
     let lb_endpoints = (0..endpoints)
@@ -57,12 +82,7 @@ fn cla(i: usize, endpoints: usize, generation: usize) -> Resource {
             host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
                 address: Some(Address {
                     address: Some(address::Address::SocketAddress(SocketAddress {
-                        address: format!(
-                            "10.{}.{}.{}",
-                            112 + (i / 60_000) % 8,
-                            (i * endpoints + e) / 250 % 250,
-                            (i * endpoints + e) % 250
-                        ),
+                        address: endpoint_ip(i, endpoints, e),
                         port_specifier: Some(socket_address::PortSpecifier::PortValue(
                             8080 + generation as u32,
                         )),
@@ -136,6 +156,95 @@ fn mesh(services: usize, endpoints: usize) -> Resources {
         },
     ));
     r
+}
+
+fn service(i: usize) -> Service {
+    Service {
+        metadata: ObjectMeta {
+            name: Some(format!("svc-{i}")),
+            namespace: Some(format!("ns-{}", i % 50)),
+            ..Default::default()
+        },
+        spec: Some(ServiceSpec {
+            cluster_ip: Some(format!("10.96.{}.{}", i / 250 % 250, i % 250)),
+            ports: Some(vec![ServicePort {
+                name: Some("http".to_owned()),
+                port: 8080,
+                protocol: Some("TCP".to_owned()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn slice(i: usize, endpoints: usize, generation: usize) -> EndpointSlice {
+    EndpointSlice {
+        metadata: ObjectMeta {
+            name: Some(format!("svc-{i}-1")),
+            namespace: Some(format!("ns-{}", i % 50)),
+            labels: Some([("kubernetes.io/service-name".to_owned(), format!("svc-{i}"))].into()),
+            ..Default::default()
+        },
+        address_type: "IPv4".to_owned(),
+        endpoints: (0..endpoints)
+            .map(|e| SliceEndpoint {
+                addresses: vec![endpoint_ip(i, endpoints, e)],
+                conditions: Some(EndpointConditions {
+                    ready: Some(true),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .collect(),
+        ports: Some(vec![EndpointPort {
+            name: Some("http".to_owned()),
+            port: Some(8080 + generation as i32),
+            protocol: Some("TCP".to_owned()),
+            ..Default::default()
+        }]),
+    }
+}
+
+/// Where the proxies' configuration comes from, and how one EndpointSlice
+/// change is made to it.
+enum Mesh {
+    Indexed(Box<Index>, Arc<IndexSource>),
+    Static(Arc<StaticSource>, Resources),
+}
+
+impl Mesh {
+    fn build(indexed: bool, services: usize, endpoints: usize) -> Self {
+        if indexed {
+            let mut index = Index::new();
+            index.reset((0..services).map(service).collect());
+            index.reset((0..services).map(|i| slice(i, endpoints, 0)).collect());
+            let source = Arc::new(IndexSource::new(index.subscribe(), MeshSettings::default()));
+            Self::Indexed(Box::new(index), source)
+        } else {
+            let initial = mesh(services, endpoints);
+            Self::Static(Arc::new(StaticSource::new(initial.clone())), initial)
+        }
+    }
+
+    fn source(&self) -> Arc<dyn ConfigSource> {
+        match self {
+            Self::Indexed(_, s) => s.clone(),
+            Self::Static(s, _) => s.clone(),
+        }
+    }
+
+    /// Service `i`'s endpoints change (their port moves to 8080+generation).
+    fn change(&mut self, i: usize, endpoints: usize, generation: usize) {
+        match self {
+            Self::Indexed(index, _) => index.apply(slice(i, endpoints, generation)),
+            Self::Static(source, current) => {
+                current.insert(cla(i, endpoints, generation));
+                source.set(current.clone());
+            }
+        }
+    }
 }
 
 fn rss_mib() -> f64 {
@@ -215,6 +324,19 @@ async fn proxy(
     Ok(())
 }
 
+/// A sidecar in namespace `bench` (not one of the mesh's namespaces).
+fn sample_proxy() -> weftd::identity::ProxyIdentity {
+    weftd::identity::ProxyIdentity {
+        node_id: "sidecar~10.200.0.1~bench-1.bench~bench.svc.cluster.local".to_owned(),
+        id: weftd::identity::SpiffeId::new("cluster.local", "bench", "default"),
+        kind: weftd::identity::ProxyKind::Sidecar,
+        pod: None,
+        labels: Default::default(),
+        revision: "default".to_owned(),
+        ips: vec!["10.200.0.1".to_owned()],
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -228,6 +350,7 @@ fn ms(d: Duration) -> String {
 }
 
 struct Run {
+    indexed: bool,
     debounce: DebounceConfig,
     label: &'static str,
 }
@@ -245,25 +368,29 @@ async fn run(
     );
     let rss_start = rss_mib();
     let built = Instant::now();
-    let initial = mesh(services, endpoints);
-    let resources: usize = type_url::PUSH_ORDER
+    let mut mesh = Mesh::build(run.indexed, services, endpoints);
+    let source = mesh.source();
+    // what a proxy holds once the full push is done
+    let sample = source.resources(&sample_proxy());
+    let types: Vec<&str> = type_url::PUSH_ORDER
+        .into_iter()
+        .filter(|t| sample.of_type(t).next().is_some())
+        .collect();
+    let resources: usize = types.iter().map(|t| sample.of_type(t).count()).sum();
+    let bytes: usize = types
         .iter()
-        .map(|t| initial.of_type(t).count())
-        .sum();
-    let bytes: usize = type_url::PUSH_ORDER
-        .iter()
-        .flat_map(|t| initial.of_type(t))
+        .flat_map(|t| sample.of_type(t))
         .map(|r| r.body.value.len())
         .sum();
     println!(
-        "mesh: {services} services x {endpoints} endpoints = {} endpoints; {resources} resources, {:.1} MiB encoded; built in {}",
+        "mesh: {services} services x {endpoints} endpoints = {} endpoints; per proxy {resources} resources, {:.1} MiB encoded; built (and translated once) in {}",
         services * endpoints,
         bytes as f64 / 1048576.0,
         ms(built.elapsed())
     );
-    let source = Arc::new(StaticSource::new(initial));
+    drop(sample);
     let server = XdsServer::new(
-        source.clone(),
+        source,
         XdsConfig {
             debounce: run.debounce,
             ..XdsConfig::default()
@@ -297,8 +424,7 @@ async fn run(
             .ok_or("all proxies ended")?;
         let n = have.entry(a.proxy).or_default();
         *n += 1;
-        if *n == type_url::PUSH_ORDER.len() - 1 {
-            // no Secrets in this mesh: 4 types answer
+        if *n == types.len() {
             complete += 1;
         }
     }
@@ -314,17 +440,15 @@ async fn run(
     );
 
     // one EndpointSlice change at a time → that CLA at every proxy
-    let mut current = (*source.current()).clone();
     let mut latencies = Vec::with_capacity(changes);
     for c in 0..changes {
         let svc = (c * 7919) % services;
-        let changed = cla(svc, endpoints, c + 1);
-        let name = changed.name.clone();
-        current.insert(changed);
-        let next = current.clone();
+        let name = format!("outbound|8080||{}", fqdn(svc));
+        // isolated changes: the previous push is over
+        tokio::time::sleep(Duration::from_millis(150)).await;
         while acks.try_recv().is_ok() {}
         let start = Instant::now();
-        source.set(next);
+        mesh.change(svc, endpoints, c + 1);
         let mut acked = std::collections::HashSet::new();
         let mut last = start;
         while acked.len() < proxies {
@@ -386,19 +510,39 @@ fn main() {
         "weftd xDS bench: {proxies} delta ADS clients over loopback gRPC, {} worker threads",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    for r in [
-        Run {
-            debounce: DebounceConfig::default(),
-            label: "default debounce",
-        },
-        Run {
-            debounce: DebounceConfig {
-                quiet: Duration::ZERO,
-                max_delay: Duration::ZERO,
-            },
-            label: "debounce off (server work only)",
-        },
-    ] {
+    let trailing = DebounceConfig {
+        leading_edge: false,
+        ..DebounceConfig::default()
+    };
+    let off = DebounceConfig {
+        quiet: Duration::ZERO,
+        max_delay: Duration::ZERO,
+        leading_edge: false,
+    };
+    let runs = [true, false].into_iter().flat_map(|indexed| {
+        let mesh = if indexed {
+            "weftd (index + translation)"
+        } else {
+            "xds only (pre-built resources)"
+        };
+        [
+            (
+                DebounceConfig::default(),
+                "default debounce: leading edge + 100 ms quiet",
+            ),
+            (
+                trailing,
+                "baseline: trailing-only 100 ms debounce (Istio's default)",
+            ),
+            (off, "debounce off"),
+        ]
+        .map(|(debounce, what)| Run {
+            indexed,
+            debounce,
+            label: Box::leak(format!("{mesh}, {what}").into_boxed_str()),
+        })
+    });
+    for r in runs {
         if let Err(e) = rt.block_on(run(r, services, endpoints, proxies, changes)) {
             eprintln!("bench: {e}");
             std::process::exit(1);

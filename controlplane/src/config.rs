@@ -27,6 +27,12 @@ pub struct Config {
     #[arg(long, env = "WEFT_CLUSTER_DOMAIN", default_value = "cluster.local")]
     pub cluster_domain: String,
 
+    /// Namespace whose policies (PeerAuthentication, Sidecar, ...) apply
+    /// mesh-wide: Istio's `meshConfig.rootNamespace`, `istio-system` by
+    /// default so Istio YAML applies unchanged.
+    #[arg(long, env = "WEFT_ROOT_NAMESPACE", default_value = "istio-system")]
+    pub root_namespace: String,
+
     /// Where the mesh CA comes from: a Secret in Istio's `cacerts` layout
     /// (`--ca-secret` in `--namespace`), a directory with the same files
     /// (`--ca-dir`), or generated in memory (a standalone dev run only:

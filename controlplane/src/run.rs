@@ -36,10 +36,10 @@ use crate::index::watch::SharedIndex;
 use crate::index::{self, Index, Kind};
 use crate::inject::InjectSettings;
 use crate::metrics::Metrics;
-use crate::resources::Resources;
 use crate::tls::{self, ServingCert, TlsError};
+use crate::translate::MeshSettings;
 use crate::webhook::{WebhookError, WebhookServer};
-use crate::xds::{Authentication, ConfigSource, ProxyRegistry, StaticSource, XdsConfig, XdsServer};
+use crate::xds::{Authentication, ConfigSource, IndexSource, ProxyRegistry, XdsConfig, XdsServer};
 
 /// Kinds whose initial list must be loaded before weftd reports ready.
 const READY_KINDS: [Kind; 5] = [
@@ -178,12 +178,31 @@ pub async fn load_authority(config: &Config, client: &Client) -> Result<Authorit
     }
 }
 
-/// What xDS serves. Until translation (index → Envoy resources) lands,
-/// this is an empty configuration: proxies connect, are identified and
-/// get nothing to route. Translation replaces this one function.
-pub fn config_source(_index: &SharedIndex) -> Arc<dyn ConfigSource> {
-    tracing::warn!("xDS translation is not wired yet: proxies receive an empty configuration");
-    Arc::new(StaticSource::new(Resources::default()))
+/// What xDS serves: the index's latest snapshot, translated per proxy.
+pub fn config_source(
+    index: &SharedIndex,
+    config: &Config,
+    trust_bundle_pem: String,
+) -> Arc<dyn ConfigSource> {
+    let snapshots = index
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .subscribe();
+    Arc::new(IndexSource::new(
+        snapshots,
+        mesh_settings(config, trust_bundle_pem),
+    ))
+}
+
+/// The mesh-wide settings translation needs, from weftd's flags.
+pub fn mesh_settings(config: &Config, trust_bundle_pem: String) -> MeshSettings {
+    MeshSettings {
+        trust_domain: config.trust_domain.clone(),
+        domain_suffix: config.cluster_domain.clone(),
+        root_namespace: config.root_namespace.clone(),
+        trust_bundle_pem,
+        ..MeshSettings::default()
+    }
 }
 
 /// weftd, started. Dropping it does not stop the tasks: call
@@ -320,7 +339,7 @@ pub async fn start(config: &Config) -> Result<Running, RunError> {
 
     // xDS, shared by 15012 and 15010.
     let xds = XdsServer::new(
-        config_source(&shared_index),
+        config_source(&shared_index, config, authority.trust_bundle_pem()),
         XdsConfig {
             trust_domain: config.trust_domain.clone(),
             revision: config.revision.clone(),

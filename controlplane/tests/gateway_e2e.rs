@@ -24,10 +24,6 @@ use weftd::gateway::{GatewaySettings, ProxyTemplate, Readiness};
 
 const TIMEOUT: Duration = Duration::from_secs(180);
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 /// The controller's settings for this test. weft-proxy has no image yet
 /// (it comes with the next issue), so the gateway Deployment runs the echo
 /// image instead: it starts with `serve`, listens on 8080 (the listener
@@ -81,32 +77,6 @@ fn route_has(
     }
 }
 
-async fn install_crds(cluster: &Cluster) -> Result<(), Error> {
-    let kubectl = cluster.kubectl();
-    let crds = repo_root().join("config/crd");
-    kubectl
-        .run(&[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager=weft-e2e",
-            "-k",
-            &crds.to_string_lossy(),
-        ])
-        .await?;
-    kubectl
-        .run(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd",
-            "-l",
-            "app.kubernetes.io/part-of=weft",
-        ])
-        .await?;
-    Ok(())
-}
-
 fn gateway(name: &str) -> Gateway {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "gateway.networking.k8s.io/v1",
@@ -147,7 +117,7 @@ fn route(name: &str, gateway: &str, backend: &str) -> HttpRoute {
 async fn a_weft_gateway_is_provisioned_programmed_and_its_routes_get_status() -> Result<(), Error> {
     weft_e2e::init_tracing();
     let cluster = Cluster::a().await?;
-    install_crds(&cluster).await?;
+    weft_e2e::crds::install(&cluster).await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let controller = tokio::spawn(weftd::gateway::run_until(
         cluster.client.clone(),

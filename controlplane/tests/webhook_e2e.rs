@@ -36,13 +36,6 @@ use weftd::webhook::{WebhookServer, certs};
 const RUN_LABEL: &str = "weft.dev/e2e-webhook-run";
 const PROPAGATION: Duration = Duration::from_secs(60);
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
-}
-
 /// A CA and a serving certificate for `ip` (the API server dials the IP).
 fn serving_cert(ip: IpAddr) -> Result<(String, String, String), rcgen::Error> {
     let ca_key = KeyPair::generate()?;
@@ -127,32 +120,6 @@ fn init_names(pod: &Pod) -> Vec<String> {
         .collect()
 }
 
-async fn install_crds(cluster: &Cluster) -> Result<(), Error> {
-    let kubectl = cluster.kubectl();
-    let crds = repo_root().join("config/crd");
-    kubectl
-        .run(&[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager=weft-e2e",
-            "-k",
-            &crds.to_string_lossy(),
-        ])
-        .await?;
-    kubectl
-        .run(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd",
-            "-l",
-            "app.kubernetes.io/part-of=weft",
-        ])
-        .await?;
-    Ok(())
-}
-
 fn virtual_service(regex: &str) -> Result<DynamicObject, Error> {
     serde_json::from_value(json!({
         "apiVersion": "networking.istio.io/v1",
@@ -171,7 +138,7 @@ fn virtual_service(regex: &str) -> Result<DynamicObject, Error> {
 async fn webhooks_inject_labelled_namespaces_and_refuse_invalid_policy() -> Result<(), Error> {
     weft_e2e::init_tracing();
     let cluster = Cluster::a().await?;
-    install_crds(&cluster).await?;
+    weft_e2e::crds::install(&cluster).await?;
     let client = cluster.client.clone();
 
     // weftd's webhook server, on the host side of the node's veth.

@@ -95,6 +95,7 @@ impl Harness {
             debounce: DebounceConfig {
                 quiet: Duration::from_millis(10),
                 max_delay: Duration::from_millis(100),
+                leading_edge: false,
             },
             ..XdsConfig::default()
         };

@@ -120,6 +120,12 @@ pub fn e2e_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The repository's root (the parent of `e2e/`).
+pub fn repo_root() -> PathBuf {
+    let e2e = e2e_dir();
+    e2e.parent().map(Path::to_path_buf).unwrap_or(e2e)
+}
+
 /// The Kubernetes version the harness pins (`k8s.io/kubernetes` in
 /// e2e/cluster/go.mod), e.g. `v1.35.4`.
 pub fn pinned_kubernetes_version() -> Result<String, ClusterError> {

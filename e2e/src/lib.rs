@@ -24,13 +24,14 @@
 
 pub mod certs;
 pub mod cluster;
+pub mod crds;
 pub mod echo;
 pub mod kubectl;
 pub mod namespace;
 pub mod pods;
 pub mod wait;
 
-pub use cluster::{Cluster, pinned_kubernetes_version};
+pub use cluster::{Cluster, pinned_kubernetes_version, repo_root};
 pub use kubectl::Kubectl;
 pub use namespace::TestNamespace;
 pub use pods::PodRun;

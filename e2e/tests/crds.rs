@@ -12,13 +12,6 @@ use weft_e2e::{Cluster, Error, Kubectl, TestNamespace, ensure};
 
 const APPLY_TIMEOUT: Duration = Duration::from_secs(120);
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("e2e/ has a parent")
-        .to_path_buf()
-}
-
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     weft_api::documents::yaml_files(dir).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -69,32 +62,6 @@ async fn dry_run(
         .await?)
 }
 
-async fn install_crds(kubectl: &Kubectl) -> Result<(), Error> {
-    let crds = repo_root().join("config/crd");
-    let crds = crds.to_string_lossy();
-    kubectl
-        .run(&[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager=weft-e2e",
-            "-k",
-            &crds,
-        ])
-        .await?;
-    kubectl
-        .run(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd",
-            "-l",
-            "app.kubernetes.io/part-of=weft",
-        ])
-        .await?;
-    Ok(())
-}
-
 #[tokio::test]
 #[ignore = "needs the local cluster: run via make test-e2e"]
 async fn the_api_server_accepts_crds_and_samples_and_refuses_invalid_documents() -> Result<(), Error>
@@ -102,7 +69,7 @@ async fn the_api_server_accepts_crds_and_samples_and_refuses_invalid_documents()
     weft_e2e::init_tracing();
     let cluster = Cluster::a().await?;
     let kubectl = cluster.kubectl();
-    install_crds(&kubectl).await?;
+    weft_e2e::crds::install(&cluster).await?;
 
     let ns = TestNamespace::create(&cluster, "crds").await?;
     let scratch = std::env::temp_dir().join(format!("weft-e2e-{}", ns.name()));
@@ -111,7 +78,7 @@ async fn the_api_server_accepts_crds_and_samples_and_refuses_invalid_documents()
     let mut failures = Vec::new();
     let mut index = 0;
 
-    let samples = yaml_files(&repo_root().join("config/samples"));
+    let samples = yaml_files(&weft_e2e::repo_root().join("config/samples"));
     ensure(!samples.is_empty(), || "config/samples is empty".into())?;
     for file in &samples {
         for doc in documents(file) {
@@ -127,7 +94,7 @@ async fn the_api_server_accepts_crds_and_samples_and_refuses_invalid_documents()
         }
     }
 
-    let invalid = yaml_files(&repo_root().join("api/tests/invalid"));
+    let invalid = yaml_files(&weft_e2e::repo_root().join("api/tests/invalid"));
     ensure(!invalid.is_empty(), || "api/tests/invalid is empty".into())?;
     for file in &invalid {
         let text = std::fs::read_to_string(file)

@@ -2,6 +2,11 @@
 //! push. A push fires once no change arrived for `quiet`, or at the latest
 //! `max_delay` after the first change of the burst, so a steady trickle of
 //! changes cannot postpone pushes forever.
+//!
+//! With `leading_edge` (the default) a change that arrives after the
+//! debouncer has been idle for `quiet` is pushed at once: a lone change
+//! (one EndpointSlice) reaches proxies without waiting, and only the
+//! changes that follow it closely are coalesced into a trailing push.
 
 use std::time::Duration;
 
@@ -15,6 +20,9 @@ pub struct DebounceConfig {
     pub quiet: Duration,
     /// ...but never later than this after the first change of a burst.
     pub max_delay: Duration,
+    /// Push a change at once when nothing was pushed or pending for
+    /// `quiet` before it.
+    pub leading_edge: bool,
 }
 
 impl Default for DebounceConfig {
@@ -22,6 +30,7 @@ impl Default for DebounceConfig {
         Self {
             quiet: Duration::from_millis(100),
             max_delay: Duration::from_secs(1),
+            leading_edge: true,
         }
     }
 }
@@ -38,6 +47,7 @@ pub struct Trigger {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Debouncer {
     burst: Option<Burst>,
+    last_push: Option<Instant>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,8 +57,18 @@ struct Burst {
 }
 
 impl Debouncer {
-    /// A change happened at `now`.
-    pub fn on_change(&mut self, now: Instant) {
+    /// A change happened at `now`. Returns true when it must be pushed at
+    /// once (leading edge after an idle period); otherwise it joins the
+    /// pending burst.
+    pub fn on_change(&mut self, now: Instant, config: &DebounceConfig) -> bool {
+        let idle = self.burst.is_none()
+            && self
+                .last_push
+                .is_none_or(|t| now.saturating_duration_since(t) >= config.quiet);
+        if config.leading_edge && idle {
+            self.last_push = Some(now);
+            return true;
+        }
         self.burst = Some(match self.burst {
             Some(b) => Burst { last: now, ..b },
             None => Burst {
@@ -56,6 +76,7 @@ impl Debouncer {
                 last: now,
             },
         });
+        false
     }
 
     /// When the pending burst must be pushed, if there is one.
@@ -68,6 +89,7 @@ impl Debouncer {
     pub fn fire(&mut self, now: Instant, config: &DebounceConfig) -> Option<Instant> {
         let due = self.deadline(config).is_some_and(|d| d <= now);
         if due {
+            self.last_push = Some(now);
             self.burst.take().map(|b| b.first)
         } else {
             None
@@ -95,7 +117,10 @@ pub async fn run(
                     return;
                 }
                 changes.borrow_and_update();
-                state.on_change(Instant::now());
+                let now = Instant::now();
+                if state.on_change(now, &config) {
+                    push(&out, now);
+                }
             }
             () = sleep_until(deadline) => {
                 if let Some(first_change) = state.fire(Instant::now(), &config) {
@@ -133,6 +158,7 @@ mod tests {
         let config = DebounceConfig {
             quiet: 100 * MS,
             max_delay: 1000 * MS,
+            leading_edge: false,
         };
         let t0 = Instant::now();
         // (changes at these offsets, expected deadline offset)
@@ -149,7 +175,7 @@ mod tests {
         for (changes, want) in table {
             let mut d = Debouncer::default();
             for c in changes {
-                d.on_change(t0 + Duration::from_millis(*c));
+                assert!(!d.on_change(t0 + Duration::from_millis(*c), &config));
             }
             assert_eq!(
                 d.deadline(&config),
@@ -161,11 +187,14 @@ mod tests {
 
     #[test]
     fn fire_takes_the_burst_only_when_due() {
-        let config = DebounceConfig::default();
+        let config = DebounceConfig {
+            leading_edge: false,
+            ..DebounceConfig::default()
+        };
         let t0 = Instant::now();
         let mut d = Debouncer::default();
-        d.on_change(t0);
-        d.on_change(t0 + 30 * MS);
+        d.on_change(t0, &config);
+        d.on_change(t0 + 30 * MS, &config);
         assert_eq!(d.fire(t0 + 129 * MS, &config), None);
         assert_eq!(d.fire(t0 + 130 * MS, &config), Some(t0));
         assert_eq!(d.deadline(&config), None, "burst consumed");
@@ -184,7 +213,11 @@ mod tests {
             generation: 0,
             first_change: t0,
         });
-        let task = tokio::spawn(run(changes, out, DebounceConfig::default()));
+        let trailing = DebounceConfig {
+            leading_edge: false,
+            ..DebounceConfig::default()
+        };
+        let task = tokio::spawn(run(changes, out, trailing));
         for i in 1..=10 {
             src.send_replace(i);
             tokio::time::sleep(20 * MS).await;
@@ -209,7 +242,11 @@ mod tests {
             generation: 0,
             first_change: t0,
         });
-        tokio::spawn(run(changes, out, DebounceConfig::default()));
+        let trailing = DebounceConfig {
+            leading_edge: false,
+            ..DebounceConfig::default()
+        };
+        tokio::spawn(run(changes, out, trailing));
         let feeder = tokio::spawn(async move {
             for i in 1..=40u64 {
                 src.send_replace(i);
@@ -224,5 +261,49 @@ mod tests {
         assert!(second.first_change > t0 + 1000 * MS - MS);
         assert!(Instant::now() - second.first_change <= 1000 * MS);
         feeder.await.expect("feeder");
+    }
+
+    #[test]
+    fn leading_edge_pushes_a_lone_change_at_once_and_coalesces_what_follows() {
+        let config = DebounceConfig::default();
+        let t0 = Instant::now();
+        let mut d = Debouncer::default();
+        assert!(d.on_change(t0, &config), "first change after idle: at once");
+        assert_eq!(d.deadline(&config), None, "nothing pending");
+        // changes within `quiet` of that push are coalesced
+        assert!(!d.on_change(t0 + 10 * MS, &config));
+        assert!(!d.on_change(t0 + 40 * MS, &config));
+        assert_eq!(d.deadline(&config), Some(t0 + 140 * MS));
+        assert_eq!(d.fire(t0 + 140 * MS, &config), Some(t0 + 10 * MS));
+        // still within `quiet` of the trailing push: pending again
+        assert!(!d.on_change(t0 + 200 * MS, &config));
+        assert_eq!(d.fire(t0 + 300 * MS, &config), Some(t0 + 200 * MS));
+        // idle for `quiet` since the last push: at once again
+        assert!(d.on_change(t0 + 400 * MS, &config));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_leading_edge_a_burst_is_two_pushes_the_first_immediate() {
+        let (src, changes) = watch::channel(0u64);
+        let t0 = Instant::now();
+        let (out, mut rx) = watch::channel(Trigger {
+            generation: 0,
+            first_change: t0,
+        });
+        tokio::spawn(run(changes, out, DebounceConfig::default()));
+        src.send_replace(1);
+        let first = next(&mut rx).await;
+        assert_eq!((first.generation, Instant::now() - t0), (1, Duration::ZERO));
+        for i in 2..=10 {
+            tokio::time::sleep(20 * MS).await;
+            src.send_replace(i);
+        }
+        // changes at 20..=180 ms: one trailing push 100 ms after the last
+        let second = next(&mut rx).await;
+        assert_eq!(second.generation, 2);
+        assert_eq!(second.first_change, t0 + 20 * MS);
+        assert_eq!(Instant::now() - t0, 280 * MS);
+        let more = tokio::time::timeout(Duration::from_secs(5), rx.changed()).await;
+        assert!(more.is_err(), "no push without changes");
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod debounce;
 pub mod delta;
+pub mod index_source;
 pub mod node;
 pub mod peer;
 pub mod server;
@@ -22,6 +23,7 @@ pub mod status;
 pub mod subscription;
 
 pub use debounce::DebounceConfig;
+pub use index_source::IndexSource;
 pub use peer::PeerSpiffeId;
 pub use server::{AdsService, Authentication, XdsConfig, XdsServer};
 pub use source::{ConfigSource, StaticSource};

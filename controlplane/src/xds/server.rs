@@ -225,6 +225,11 @@ pub fn identify(
 /// the current snapshot, nonces.
 struct Stream {
     inner: Arc<Inner>,
+    /// What the stream itself established (certificate, node ID).
+    authenticated: ProxyIdentity,
+    /// That, completed by the source (pod, labels, revision): refreshed on
+    /// every push, since a proxy often connects before weftd's pod watch
+    /// has seen its pod.
     proxy: ProxyIdentity,
     reg: Registration,
     pushes: watch::Receiver<Trigger>,
@@ -234,7 +239,8 @@ struct Stream {
 }
 
 impl Stream {
-    fn open(inner: Arc<Inner>, proxy: ProxyIdentity, protocol: &'static str) -> Self {
+    fn open(inner: Arc<Inner>, authenticated: ProxyIdentity, protocol: &'static str) -> Self {
+        let proxy = inner.source.identify(authenticated.clone());
         let connection = inner.connections.fetch_add(1, Ordering::Relaxed) + 1;
         let reg = inner.registry.register(connection, &proxy, protocol);
         inner.metrics.proxy_connected();
@@ -244,6 +250,7 @@ impl Stream {
         info!(node = %proxy.node_id, identity = %proxy.id, protocol, "proxy connected");
         Self {
             inner,
+            authenticated,
             proxy,
             reg,
             pushes,
@@ -269,6 +276,12 @@ impl Stream {
         };
         if trigger.generation != self.generation {
             self.generation = trigger.generation;
+            let proxy = self.inner.source.identify(self.authenticated.clone());
+            if proxy != self.proxy {
+                info!(node = %proxy.node_id, pod = ?proxy.pod, revision = %proxy.revision, "proxy identity completed from the index");
+                self.reg.identified(&proxy);
+                self.proxy = proxy;
+            }
             self.snapshot = self.inner.source.resources(&self.proxy);
         }
         trigger
@@ -358,7 +371,7 @@ async fn run_sotw(
         _ => return,
     };
     let proxy = match identify(auth, &inner.config, &ext, first.node.as_ref()) {
-        Ok(p) => inner.source.identify(p),
+        Ok(p) => p,
         Err(e) => {
             warn!(error = %e, reason = e.label(), "xDS stream refused");
             let _ = tx.send(Err(refused(&e))).await;
@@ -447,7 +460,7 @@ async fn run_delta(
         _ => return,
     };
     let proxy = match identify(auth, &inner.config, &ext, first.node.as_ref()) {
-        Ok(p) => inner.source.identify(p),
+        Ok(p) => p,
         Err(e) => {
             warn!(error = %e, reason = e.label(), "xDS stream refused");
             let _ = tx.send(Err(refused(&e))).await;

@@ -174,6 +174,17 @@ pub struct Registration {
 }
 
 impl Registration {
+    /// The proxy's identity was completed or changed (its pod appeared in
+    /// the index, its labels changed).
+    pub fn identified(&self, proxy: &ProxyIdentity) {
+        if let Some(e) = self.registry.lock().get_mut(&self.connection) {
+            e.status.pod = proxy.pod.clone();
+            e.status.labels = proxy.labels.clone();
+            e.status.revision = proxy.revision.clone();
+            e.status.kind = kind_name(&proxy.kind);
+        }
+    }
+
     pub fn subscribed(&self, type_url: &str, sub: &Subscription) {
         self.registry.update(self.connection, type_url, |t| {
             t.wildcard = sub.wildcard;

@@ -3,7 +3,8 @@
 //! `xds:///echo.<ns>.svc.cluster.local:9090` through weftd's plaintext xDS
 //! and calls `weft.echo.v1.Echo/Echo` on the echo pods behind that Service
 //! (pod IPs are reachable from the host). This shows weftd's xDS output is
-//! standard, not just self-consistent.
+//! standard, not just self-consistent: an `xds:///` target has no other
+//! resolver to fall back on.
 //!
 //! Needs python3 with venv; `tests/grpc-xds/setup-venv.sh` installs grpcio
 //! into `$WEFT_CACHE/venv`. Run:
@@ -17,7 +18,6 @@ use std::time::Duration;
 
 use serde_json::json;
 use weft_e2e::{Cluster, Error, TestNamespace, echo, ensure};
-use weftd::resources::type_url;
 
 use common::WeftdOnHost;
 
@@ -48,6 +48,7 @@ async fn grpc_xds_resolver_calls_echo_through_weftd() -> Result<(), Error> {
     let ns = TestNamespace::create(&cluster, "grpcxds").await?;
     let n = ns.name().to_owned();
     echo::deploy(&ns, "echo", "v1").await?;
+    weft_e2e::crds::install(&cluster).await?;
     let weftd = WeftdOnHost::start(&cluster).await?;
 
     let node_id = format!("proxyless~~grpc-client.{n}~{n}.svc.cluster.local");
@@ -80,13 +81,23 @@ async fn grpc_xds_resolver_calls_echo_through_weftd() -> Result<(), Error> {
             .output(),
     )
     .await
-    .map_err(|_| Error::Assert(format!("the grpcio client did not finish within 120 s calling {target}")))?
+    .map_err(|_| {
+        Error::Assert(format!(
+            "the grpcio client did not finish within 120 s calling {target}"
+        ))
+    })?
     .map_err(|e| Error::Assert(format!("running {python}: {e}")))?;
     let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
-    let calls: Vec<serde_json::Value> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let calls: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
     ensure(run.status.success() && calls.len() == 3, || {
-        format!("grpcio via xDS to {target} failed ({}):\n{stdout}\n{stderr}", run.status)
+        format!(
+            "grpcio via xDS to {target} failed ({}):\n{stdout}\n{stderr}",
+            run.status
+        )
     })?;
     for c in &calls {
         ensure(
@@ -96,18 +107,6 @@ async fn grpc_xds_resolver_calls_echo_through_weftd() -> Result<(), Error> {
             || format!("unexpected answer {c} (want an echo pod of {n})"),
         )?;
     }
-    // weftd saw a proxyless client that acknowledged its listener
-    let listener = format!("echo.{n}.svc.cluster.local:{}", echo::GRPC_PORT);
-    let proxies = weftd.registry.proxies();
-    ensure(
-        proxies.iter().any(|p| {
-            p.node_id == node_id
-                && p.kind == "proxyless"
-                && p.types.get(type_url::LISTENER).is_some_and(|t| t.last_acked_version.is_some())
-        }),
-        || format!("weftd's status shows no proxyless client that ACKed {listener}: {proxies:#?}"),
-    )?;
-
     weftd.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
     ns.cleanup().await?;

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse,
+};
 use envoy_types::pb::google::protobuf::{Any, Struct, Value, value::Kind};
 use kube::runtime::events::Reporter;
 use tokio::sync::mpsc;
@@ -50,7 +52,10 @@ impl WeftdOnHost {
             .map_err(|e| Error::Assert(format!("kubeconfig: {e}")))?,
         )?;
         let index = Arc::new(Mutex::new(Index::new()));
-        let snapshots = index.lock().map_err(|_| Error::Assert("index lock".into()))?.subscribe();
+        let snapshots = index
+            .lock()
+            .map_err(|_| Error::Assert("index lock".into()))?
+            .subscribe();
         let watches = weftd::index::watch::spawn(
             client,
             index.clone(),
@@ -67,6 +72,7 @@ impl WeftdOnHost {
                 debounce: DebounceConfig {
                     quiet: Duration::from_millis(50),
                     max_delay: Duration::from_millis(500),
+                    leading_edge: false,
                 },
                 ..XdsConfig::default()
             },
@@ -76,7 +82,9 @@ impl WeftdOnHost {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| Error::Assert(format!("bind: {e}")))?;
-        let addr = listener.local_addr().map_err(|e| Error::Assert(format!("bind: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::Assert(format!("bind: {e}")))?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = tokio::spawn({
             let server = server.clone();
@@ -126,7 +134,10 @@ impl Held {
     }
 
     pub fn names(&self, type_url: &str) -> Vec<String> {
-        self.0.get(type_url).map(|m| m.keys().cloned().collect()).unwrap_or_default()
+        self.0
+            .get(type_url)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     fn apply(&mut self, r: &DeltaDiscoveryResponse) {
@@ -166,11 +177,18 @@ impl DeltaClient {
         let node = Node {
             id: node_id.to_owned(),
             metadata: Some(Struct {
-                fields: [("NAMESPACE".to_owned(), string(namespace))].into_iter().collect(),
+                fields: [("NAMESPACE".to_owned(), string(namespace))]
+                    .into_iter()
+                    .collect(),
             }),
             ..Default::default()
         };
-        for t in [type_url::CLUSTER, type_url::ENDPOINT, type_url::LISTENER, type_url::ROUTE] {
+        for t in [
+            type_url::CLUSTER,
+            type_url::ENDPOINT,
+            type_url::LISTENER,
+            type_url::ROUTE,
+        ] {
             tx.send(DeltaDiscoveryRequest {
                 node: Some(node.clone()),
                 type_url: t.to_owned(),
@@ -241,7 +259,9 @@ impl DeltaClient {
         let deadline = tokio::time::Instant::now() + WAIT;
         while self.recv(quiet).await?.is_some() {
             if tokio::time::Instant::now() > deadline {
-                return Err(Error::Assert(format!("xDS pushes did not settle within {WAIT:?}")));
+                return Err(Error::Assert(format!(
+                    "xDS pushes did not settle within {WAIT:?}"
+                )));
             }
         }
         Ok(())

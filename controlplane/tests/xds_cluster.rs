@@ -11,12 +11,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use envoy_types::pb::envoy::config::core::v3::address;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
-use envoy_types::pb::envoy::config::core::v3::address;
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use weft_e2e::{Cluster, TestNamespace, ensure};
 use weftd::resources::type_url;
@@ -93,14 +93,19 @@ fn endpoint_ips(cla: &ClusterLoadAssignment) -> Vec<String> {
 
 #[tokio::test]
 #[ignore = "needs the local cluster: run via make test-e2e"]
-async fn endpoint_slice_change_pushes_only_its_cluster_load_assignment() -> Result<(), weft_e2e::Error> {
+async fn endpoint_slice_change_pushes_only_its_cluster_load_assignment()
+-> Result<(), weft_e2e::Error> {
     weft_e2e::init_tracing();
     let cluster = Cluster::a().await?;
     let ns = TestNamespace::create(&cluster, "xds").await?;
     let n = ns.name().to_owned();
     let pp = PostParams::default();
-    ns.api::<Service>().create(&pp, &service("alpha", 9090, "grpc")).await?;
-    ns.api::<Service>().create(&pp, &service("beta", 8080, "http")).await?;
+    ns.api::<Service>()
+        .create(&pp, &service("alpha", 9090, "grpc"))
+        .await?;
+    ns.api::<Service>()
+        .create(&pp, &service("beta", 8080, "http"))
+        .await?;
     ns.api::<EndpointSlice>()
         .create(&pp, &slice("alpha", 9090, "grpc", &["10.250.0.1"]))
         .await?;
@@ -116,7 +121,10 @@ async fn endpoint_slice_change_pushes_only_its_cluster_load_assignment() -> Resu
             ..Default::default()
         },
         spec: Some(PodSpec {
-            node_selector: Some(BTreeMap::from([("weft.dev/no-such-node".to_owned(), "true".to_owned())])),
+            node_selector: Some(BTreeMap::from([(
+                "weft.dev/no-such-node".to_owned(),
+                "true".to_owned(),
+            )])),
             containers: vec![Container {
                 name: "c".to_owned(),
                 image: Some("weft.local/toolbox:1".to_owned()),
@@ -128,6 +136,7 @@ async fn endpoint_slice_change_pushes_only_its_cluster_load_assignment() -> Resu
     };
     ns.api::<Pod>().create(&pp, &pod).await?;
 
+    weft_e2e::crds::install(&cluster).await?;
     let weftd = WeftdOnHost::start(&cluster).await?;
     let node_id = format!("sidecar~~client.{n}~{n}.svc.cluster.local");
     let mut proxy = DeltaClient::connect(weftd.addr, &node_id, &n).await?;
@@ -138,15 +147,31 @@ async fn endpoint_slice_change_pushes_only_its_cluster_load_assignment() -> Resu
         .wait_until(|held| {
             held.contains(type_url::CLUSTER, &alpha)
                 && held.contains(type_url::CLUSTER, &beta)
-                && held.decode::<ClusterLoadAssignment>(type_url::ENDPOINT, &alpha).is_some_and(|c| endpoint_ips(&c) == ["10.250.0.1"])
-                && held.decode::<ClusterLoadAssignment>(type_url::ENDPOINT, &beta).is_some_and(|c| endpoint_ips(&c) == ["10.250.1.1"])
+                && held
+                    .decode::<ClusterLoadAssignment>(type_url::ENDPOINT, &alpha)
+                    .is_some_and(|c| endpoint_ips(&c) == ["10.250.0.1"])
+                && held
+                    .decode::<ClusterLoadAssignment>(type_url::ENDPOINT, &beta)
+                    .is_some_and(|c| endpoint_ips(&c) == ["10.250.1.1"])
         })
         .await?;
-    ensure(
-        weftd.registry.proxies().iter().any(|p| p.node_id == node_id && p.pod.as_deref() == Some("client")
-            && p.labels.get("app").map(String::as_str) == Some("client")),
-        || format!("weftd did not find the proxy's pod in the index: {:#?}", weftd.registry.proxies()),
-    )?;
+    // The proxy may connect before weftd's pod watch has its pod: the
+    // identity is completed on the next push.
+    let registry = weftd.registry.clone();
+    weft_e2e::wait::poll_until(
+        "weftd finds the proxy's pod and labels in the index",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let found = registry.proxies().iter().any(|p| {
+                p.node_id == node_id
+                    && p.pod.as_deref() == Some("client")
+                    && p.labels.get("app").map(String::as_str) == Some("client")
+            });
+            std::future::ready(Ok::<_, String>(found.then_some(())))
+        },
+    )
+    .await?;
     // Let the initial burst settle (all answered), then change one slice.
     proxy.settle(Duration::from_millis(500)).await?;
     ns.api::<EndpointSlice>()
@@ -159,14 +184,21 @@ async fn endpoint_slice_change_pushes_only_its_cluster_load_assignment() -> Resu
     let pushed = proxy.next_response().await?;
     ensure(
         pushed.type_url == type_url::ENDPOINT
-            && pushed.resources.iter().map(|r| r.name.as_str()).collect::<Vec<_>>() == [alpha.as_str()]
+            && pushed
+                .resources
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                == [alpha.as_str()]
             && pushed.removed_resources.is_empty(),
-        || format!(
-            "want exactly {alpha} pushed, got {} {:?} removed {:?}",
-            pushed.type_url,
-            pushed.resources.iter().map(|r| &r.name).collect::<Vec<_>>(),
-            pushed.removed_resources
-        ),
+        || {
+            format!(
+                "want exactly {alpha} pushed, got {} {:?} removed {:?}",
+                pushed.type_url,
+                pushed.resources.iter().map(|r| &r.name).collect::<Vec<_>>(),
+                pushed.removed_resources
+            )
+        },
     )?;
     let held = proxy.held();
     ensure(
@@ -175,7 +207,9 @@ async fn endpoint_slice_change_pushes_only_its_cluster_load_assignment() -> Resu
         || "alpha's ClusterLoadAssignment does not list both endpoints".to_owned(),
     )?;
     // nothing else follows
-    proxy.expect_nothing_for(Duration::from_millis(1500)).await?;
+    proxy
+        .expect_nothing_for(Duration::from_millis(1500))
+        .await?;
 
     drop(proxy);
     weftd.stop().await;

@@ -48,7 +48,11 @@ impl IndexSource {
 
 impl ConfigSource for IndexSource {
     fn resources(&self, proxy: &ProxyIdentity) -> Arc<Resources> {
-        Arc::new(translate::for_proxy(&self.snapshot(), proxy, &self.settings))
+        Arc::new(translate::for_proxy(
+            &self.snapshot(),
+            proxy,
+            &self.settings,
+        ))
     }
 
     fn changes(&self) -> watch::Receiver<u64> {
