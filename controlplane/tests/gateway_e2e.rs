@@ -8,7 +8,6 @@
 //! Run: `WEFT_E2E_CLUSTER_A=<x> cargo test -p weftd --test gateway_e2e -- --ignored`
 //! after `make images CLUSTERS=<x>` (the echo image must be loaded).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;

@@ -6,7 +6,6 @@
 //! `WEFT_E2E_CLUSTER_A=e cargo test -p weftd --test webhook_e2e -- --ignored`
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
