@@ -1,10 +1,19 @@
-//! `weft-proxy`, Weft's data plane.
+//! weft-proxy: Weft's data plane.
 //!
-//! - [`init`]: `weft-proxy init`, the pod's traffic capture (iptables).
-//! - [`ca_client`]: the workload certificate from weftd's mesh CA, renewed
+//! * [`config`]: Envoy v3 resources → immutable routing snapshot.
+//! * [`tls`]: SPIFFE workload identity, mesh mTLS (TLS 1.3, rustls).
+//! * [`proxy`]: sidecar listeners (15001 outbound, 15006 inbound), gateway
+//!   listeners, protocol sniffing, HTTP and TCP proxying, pools, LB.
+//! * [`admin`]: admin (15000), metrics (15090), health (15021) and app
+//!   probes (15020).
+//! * [`run`]: the entry points `main.rs` calls.
+//! * [`init`]: `weft-proxy init`, the pod's traffic capture (iptables).
+//! * [`ca_client`]: the workload certificate from weftd's mesh CA, renewed
 //!   at half-life.
-//! - [`backoff`]: reconnect/retry delays shared by the links to weftd.
+//! * [`backoff`]: retry/reconnect delays shared by the links to weftd.
 
 pub mod backoff;
 pub mod ca_client;
+pub mod config;
 pub mod init;
+pub mod tls;
