@@ -4,10 +4,10 @@
 //!    (`api/proto/weft/ca/v1/ca.proto`) with tonic-prost-build; protoc comes
 //!    from `$PROTOC` when set, otherwise from `protoc-bin-vendored`.
 //! 2. Copies the protobuf descriptor set that `envoy-types` ships
-//! (`src/generated/types.bin`) into OUT_DIR, so the static bootstrap loader
-//! can read Envoy's canonical JSON/YAML with `prost-reflect`. envoy-types
-//! does not export it, so it is found next to the crate's sources in the
-//! Cargo registry (or at `WEFT_ENVOY_DESCRIPTORS`).
+//!    (`src/generated/types.bin`) into OUT_DIR, so the static bootstrap
+//!    loader can read Envoy's canonical JSON/YAML with `prost-reflect`.
+//!    envoy-types does not export it, so it is found next to the crate's
+//!    sources in the Cargo registry (or at `WEFT_ENVOY_DESCRIPTORS`).
 
 use std::path::{Path, PathBuf};
 
@@ -35,13 +35,12 @@ fn envoy_types_version() -> Result<String, String> {
     let text = std::fs::read_to_string(&lock).map_err(|e| e.to_string())?;
     let mut lines = text.lines();
     while let Some(line) = lines.next() {
-        if line.trim() == "name = \"envoy-types\"" {
-            if let Some(v) = lines
+        if line.trim() == "name = \"envoy-types\""
+            && let Some(v) = lines
                 .next()
                 .and_then(|l| l.trim().strip_prefix("version = "))
-            {
-                return Ok(v.trim_matches('"').to_owned());
-            }
+        {
+            return Ok(v.trim_matches('"').to_owned());
         }
     }
     Err("envoy-types is not in Cargo.lock".into())

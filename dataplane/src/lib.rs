@@ -10,10 +10,14 @@
 //! * [`init`]: `weft-proxy init`, the pod's traffic capture (iptables).
 //! * [`ca_client`]: the workload certificate from weftd's mesh CA, renewed
 //!   at half-life.
+//! * [`xds_client`]: the delta ADS stream to weftd over mTLS.
+//! * [`control_channel`]: the TLS channel to weftd (15012).
 //! * [`backoff`]: retry/reconnect delays shared by the links to weftd.
 
 pub mod backoff;
 pub mod ca_client;
 pub mod config;
+pub mod control_channel;
 pub mod init;
 pub mod tls;
+pub mod xds_client;

@@ -12,6 +12,7 @@ use k8s_openapi::api::authentication::v1::{TokenReviewStatus, UserInfo};
 use tokio::net::TcpListener;
 use weft_proxy::ca_client::CaError;
 use weft_proxy::ca_client::{CaClient, CaClientConfig, renewal};
+use weft_proxy::control_channel::WeftdAddress;
 use weftd::ca::token::TokenError;
 use weftd::ca::{Authority, CaMetrics, CaPolicy, CertificateServer, TokenReviewer};
 use weftd::tls::{self, ServingCert};
@@ -90,8 +91,10 @@ impl Files {
 
     fn config(&self, addr: SocketAddr, validity: Option<Duration>) -> CaClientConfig {
         CaClientConfig {
-            address: addr.to_string(),
-            server_name: Some(SERVER_NAME.to_owned()),
+            weftd: WeftdAddress {
+                address: addr.to_string(),
+                server_name: Some(SERVER_NAME.to_owned()),
+            },
             root_cert_path: self.dir.join("root-cert.pem"),
             token_path: self.dir.join("token"),
             trust_domain: "cluster.local".into(),
@@ -139,7 +142,7 @@ async fn certificate_for_the_pod_and_refusals() {
         .fetch()
         .await
         .expect_err("untrusted server");
-    assert!(matches!(err, CaError::Connect { .. }), "{err}");
+    assert!(matches!(err, CaError::Channel(_)), "{err}");
 
     // Missing files say which file and which variable.
     let mut missing = files.config(ca.addr, None);

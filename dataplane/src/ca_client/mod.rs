@@ -38,12 +38,8 @@ pub enum CaError {
         "reading the service-account token {path}: {detail}; is the projected token volume mounted (WEFT_TOKEN_PATH)?"
     )]
     Token { path: String, detail: String },
-    #[error("the address of weftd {address:?} is not host:port: {detail}")]
-    Address { address: String, detail: String },
-    #[error(
-        "connecting to weftd at {address}: {detail}; is the control plane running and does its certificate chain to the mesh root?"
-    )]
-    Connect { address: String, detail: String },
+    #[error(transparent)]
+    Channel(#[from] crate::control_channel::ChannelError),
     #[error("weftd refused the certificate request ({code:?}): {message}")]
     Refused { code: tonic::Code, message: String },
     #[error("weftd's answer is unusable: {0}")]
@@ -58,8 +54,7 @@ impl CaError {
         match self {
             Self::RootCert { .. } => "RootCert",
             Self::Token { .. } => "Token",
-            Self::Address { .. } => "Address",
-            Self::Connect { .. } => "Connect",
+            Self::Channel(_) => "Connect",
             Self::Refused { .. } => "Refused",
             Self::BadResponse(_) => "BadResponse",
             Self::Key(_) => "Key",

@@ -174,13 +174,11 @@ pub fn summary(plan: &CapturePlan) -> String {
         plan.outbound_capture_port,
         match &plan.include_outbound_ip_ranges {
             Scope::All => "all destinations".to_owned(),
-            Scope::Only(r) => format!(
-                "{}",
-                r.iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
+            Scope::Only(r) => r
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
         },
         plan.proxy_uid,
         plan.proxy_gid,
@@ -273,8 +271,7 @@ mod tests {
         // the catch-alls come last in their chains
         let last = |chain: &str| {
             v4.lines()
-                .filter(|l| l.starts_with(&format!("-A {chain} ")))
-                .last()
+                .rfind(|l| l.starts_with(&format!("-A {chain} ")))
                 .map(str::to_owned)
         };
         assert_eq!(
