@@ -10,3 +10,9 @@
 
 pub mod config;
 pub mod tls;
+pub mod admin;
+pub mod cli;
+pub mod drain;
+pub mod metrics;
+pub mod proxy;
+pub mod run;

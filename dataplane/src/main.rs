@@ -1,1 +1,16 @@
-fn main() {}
+//! `weft-proxy`: parse flags, build options, run.
+
+use clap::Parser;
+use weft_proxy::cli::{Cli, Command};
+use weft_proxy::run;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    weft_proxy::cli::init_logging();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Sidecar(args) => run::sidecar(args.files.files(), args.options()?).await?,
+        Command::Gateway(args) => run::gateway(args.files.files(), args.options()).await?,
+    }
+    Ok(())
+}

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::{Any, ConfigError, Resources};
 
-static DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy_descriptors.bin"));
+pub(crate) static DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy_descriptors.bin"));
 
 fn err(path: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Bootstrap {
