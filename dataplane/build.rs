@@ -29,10 +29,12 @@ fn envoy_types_version() -> Result<String, String> {
     let text = std::fs::read_to_string(&lock).map_err(|e| e.to_string())?;
     let mut lines = text.lines();
     while let Some(line) = lines.next() {
-        if line.trim() == "name = \"envoy-types\"" {
-            if let Some(v) = lines.next().and_then(|l| l.trim().strip_prefix("version = ")) {
-                return Ok(v.trim_matches('"').to_owned());
-            }
+        if line.trim() == "name = \"envoy-types\""
+            && let Some(v) = lines
+                .next()
+                .and_then(|l| l.trim().strip_prefix("version = "))
+        {
+            return Ok(v.trim_matches('"').to_owned());
         }
     }
     Err("envoy-types is not in Cargo.lock".into())

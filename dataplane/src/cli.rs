@@ -11,7 +11,11 @@ use crate::proxy::{OriginalDstMode, ProxySettings, Workload};
 use crate::run::{AdminAddrs, GatewayOptions, RunError, SidecarOptions, StaticFiles};
 
 #[derive(Debug, Parser)]
-#[command(name = "weft-proxy", version, about = "Weft's sidecar and gateway proxy")]
+#[command(
+    name = "weft-proxy",
+    version,
+    about = "Weft's sidecar and gateway proxy"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

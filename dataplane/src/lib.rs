@@ -8,11 +8,14 @@
 //!   probes (15020).
 //! * [`run`]: the entry points `main.rs` calls.
 
-pub mod config;
-pub mod tls;
+// Tests may unwrap (CONVENTIONS: not on input from users or the network).
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod admin;
 pub mod cli;
+pub mod config;
 pub mod drain;
 pub mod metrics;
 pub mod proxy;
 pub mod run;
+pub mod tls;

@@ -46,13 +46,10 @@ pub struct Metrics {
 
 fn histogram() -> Histogram {
     // Istio's default buckets (ms).
-    Histogram::new(
-        [
-            0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
-            30000.0, 60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
-        ]
-        .into_iter(),
-    )
+    Histogram::new([
+        0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+        30000.0, 60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+    ])
 }
 
 impl Default for Metrics {
@@ -73,10 +70,26 @@ impl Default for Metrics {
             "Request duration in milliseconds",
             duration.clone(),
         );
-        registry.register("istio_tcp_sent_bytes", "Bytes sent to the downstream in TCP connections", tcp_sent.clone());
-        registry.register("istio_tcp_received_bytes", "Bytes received from the downstream in TCP connections", tcp_received.clone());
-        registry.register("istio_tcp_connections_opened", "TCP connections opened", tcp_opened.clone());
-        registry.register("istio_tcp_connections_closed", "TCP connections closed", tcp_closed.clone());
+        registry.register(
+            "istio_tcp_sent_bytes",
+            "Bytes sent to the downstream in TCP connections",
+            tcp_sent.clone(),
+        );
+        registry.register(
+            "istio_tcp_received_bytes",
+            "Bytes received from the downstream in TCP connections",
+            tcp_received.clone(),
+        );
+        registry.register(
+            "istio_tcp_connections_opened",
+            "TCP connections opened",
+            tcp_opened.clone(),
+        );
+        registry.register(
+            "istio_tcp_connections_closed",
+            "TCP connections closed",
+            tcp_closed.clone(),
+        );
         Self {
             requests,
             duration,
@@ -120,7 +133,10 @@ mod tests {
         m.duration.get_or_create(&labels).observe(3.0);
         m.tcp_opened.get_or_create(&labels.peers).inc();
         let text = m.encode();
-        assert!(text.contains("istio_requests_total{reporter=\"destination\""), "{text}");
+        assert!(
+            text.contains("istio_requests_total{reporter=\"destination\""),
+            "{text}"
+        );
         assert!(text.contains("source_principal=\"spiffe://td/ns/a/sa/b\""));
         assert!(text.contains("response_code=\"200\""));
         assert!(text.contains("istio_request_duration_milliseconds_bucket"));

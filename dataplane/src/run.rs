@@ -29,7 +29,9 @@ pub const METRICS_PORT: u16 = 15090;
 /// Why the proxy cannot start or run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("cannot listen on {addr}: {source} (is another proxy running, or the port privileged?)")]
+    #[error(
+        "cannot listen on {addr}: {source} (is another proxy running, or the port privileged?)"
+    )]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
@@ -214,7 +216,9 @@ async fn start_admin(admin: Arc<Admin>, addrs: &AdminAddrs) -> Result<AdminAddrs
         (addrs.status, Endpoints::Status, &mut bound.status),
     ] {
         let l = bind(addr).await?;
-        *slot = l.local_addr().map_err(|source| RunError::Bind { addr, source })?;
+        *slot = l
+            .local_addr()
+            .map_err(|source| RunError::Bind { addr, source })?;
         tokio::spawn(admin::serve(admin.clone(), l, which));
     }
     Ok(bound)
@@ -279,10 +283,10 @@ pub async fn start_sidecar(
     ] {
         for addr in addrs {
             let l = bind(*addr).await?;
-            out.push(
-                l.local_addr()
-                    .map_err(|source| RunError::Bind { addr: *addr, source })?,
-            );
+            out.push(l.local_addr().map_err(|source| RunError::Bind {
+                addr: *addr,
+                source,
+            })?);
             listeners.push((l, role.clone()));
         }
     }
@@ -397,7 +401,9 @@ impl ListenerManager {
                     lock(bound).insert(name.clone(), local);
                     tracing::info!(listener = %name, %local, "gateway listener bound");
                 }
-                Err(e) => tracing::warn!(listener = %name, error = %e, "gateway listener not bound"),
+                Err(e) => {
+                    tracing::warn!(listener = %name, error = %e, "gateway listener not bound")
+                }
             }
         }
     }

@@ -1,5 +1,6 @@
 //! The static bootstrap: Envoy's canonical JSON/YAML with `@type`,
 //! including nested `typed_config`, compiles into a snapshot.
+#![allow(clippy::unwrap_used)]
 
 use std::io::Write;
 
@@ -117,6 +118,8 @@ fn bootstrap_errors_name_the_resource() {
         "name": "c",
         "no_such_field": 1
     }]});
-    let err = bootstrap::load_value("inline", bad).unwrap_err().to_string();
+    let err = bootstrap::load_value("inline", bad)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("resources[0] (c)"), "{err}");
 }

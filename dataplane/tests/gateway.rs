@@ -1,6 +1,7 @@
 //! Gateway mode: HTTPS termination with an SDS certificate chosen by SNI
 //! (rotated live), routing `/v1` to a mesh service over mTLS with the
 //! gateway's own identity; other paths 404.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -109,9 +110,7 @@ async fn https_to_the_gateway_reaches_the_mesh_over_mtls() {
     config.update(r).unwrap();
     let gateway = start_gateway(
         config,
-        Arc::new(
-            IdentityStore::new(mesh_ca.workload(TD, "test", "gateway", &[&mesh_ca])).unwrap(),
-        ),
+        Arc::new(IdentityStore::new(mesh_ca.workload(TD, "test", "gateway", &[&mesh_ca])).unwrap()),
         GatewayOptions {
             admin: AdminAddrs::ephemeral(),
             settings: common::settings("gateway"),
@@ -139,7 +138,11 @@ async fn https_to_the_gateway_reaches_the_mesh_over_mtls() {
     let (status, _, _) = https_get(addr, &public_ca.cert, "/v2/pay").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _, _) = https_get(addr, &public_ca.cert, "/v1x").await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "prefixes match whole segments");
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "prefixes match whole segments"
+    );
 
     // Rotate the certificate: new handshakes get the new one.
     let (chain2, key2) = public_ca.server_pem(&[HOST]);

@@ -2,6 +2,7 @@
 //! HTTP/1.1, HTTP/2, streaming with trailers, TCP and WebSocket through
 //! outbound → mTLS → inbound; PeerAuthentication modes; identity checks;
 //! certificate rotation under load; drain; NACK of bad configuration.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -33,9 +34,14 @@ async fn http1_crosses_both_proxies_over_mtls_and_the_server_sees_the_caller() {
         let report = json(&body);
         assert_eq!(report["path"], "/hello");
         assert_eq!(report["version"], "HTTP/1.1");
-        let xfcc = report["headers"]["x-forwarded-client-cert"].as_str().unwrap();
+        let xfcc = report["headers"]["x-forwarded-client-cert"]
+            .as_str()
+            .unwrap();
         assert_eq!(xfcc, format!("By={SERVER_ID};URI={CLIENT_ID}"));
-        assert_eq!(report["headers"]["x-request-id"].as_str().unwrap().len(), 36);
+        assert_eq!(
+            report["headers"]["x-request-id"].as_str().unwrap().len(),
+            36
+        );
         assert_eq!(report["headers"]["host"], mesh.authority());
     }
     // A caller's request id is kept.
@@ -51,20 +57,24 @@ async fn http1_crosses_both_proxies_over_mtls_and_the_server_sees_the_caller() {
 
     let client_metrics = metrics(mesh.client.admin.metrics).await;
     assert!(
-        client_metrics.lines().any(|l| l.starts_with("istio_requests_total{")
-            && l.contains("reporter=\"source\"")
-            && l.contains(&format!("destination_principal=\"{SERVER_ID}\""))
-            && l.contains("connection_security_policy=\"mutual_tls\"")
-            && l.contains("response_code=\"200\"")
-            && l.contains(&format!("destination_service=\"{FQDN}\""))),
+        client_metrics
+            .lines()
+            .any(|l| l.starts_with("istio_requests_total{")
+                && l.contains("reporter=\"source\"")
+                && l.contains(&format!("destination_principal=\"{SERVER_ID}\""))
+                && l.contains("connection_security_policy=\"mutual_tls\"")
+                && l.contains("response_code=\"200\"")
+                && l.contains(&format!("destination_service=\"{FQDN}\""))),
         "{client_metrics}"
     );
     let server_metrics = metrics(mesh.server.admin.metrics).await;
     assert!(
-        server_metrics.lines().any(|l| l.starts_with("istio_requests_total{")
-            && l.contains("reporter=\"destination\"")
-            && l.contains(&format!("source_principal=\"{CLIENT_ID}\""))
-            && l.contains("source_workload_namespace=\"test\"")),
+        server_metrics
+            .lines()
+            .any(|l| l.starts_with("istio_requests_total{")
+                && l.contains("reporter=\"destination\"")
+                && l.contains(&format!("source_principal=\"{CLIENT_ID}\""))
+                && l.contains("source_workload_namespace=\"test\"")),
         "{server_metrics}"
     );
     assert!(server_metrics.contains("istio_request_duration_milliseconds_bucket"));
@@ -84,7 +94,11 @@ async fn http1_crosses_both_proxies_over_mtls_and_the_server_sees_the_caller() {
         "{dump}"
     );
     let (status, _, _) = get(&mut admin, "admin", "/ready").await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "client has no inbound listener");
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "client has no inbound listener"
+    );
     let mut health = h1(mesh.server.admin.health).await;
     let (status, _, body) = get(&mut health, "health", "/healthz/ready").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
@@ -121,7 +135,9 @@ async fn http2_prior_knowledge_and_streaming_with_trailers() {
         .unwrap();
     let mut tx = tx;
     let send = tokio::spawn(async move { s.send_request(req).await });
-    tx.send(Ok(Frame::data(Bytes::from_static(b"one")))).await.unwrap();
+    tx.send(Ok(Frame::data(Bytes::from_static(b"one"))))
+        .await
+        .unwrap();
     let resp = send.await.unwrap().unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let mut body = resp.into_body();
@@ -131,7 +147,9 @@ async fn http2_prior_knowledge_and_streaming_with_trailers() {
         .unwrap()
         .unwrap();
     assert_eq!(first.into_data().unwrap(), Bytes::from_static(b"one"));
-    tx.send(Ok(Frame::data(Bytes::from_static(b"two")))).await.unwrap();
+    tx.send(Ok(Frame::data(Bytes::from_static(b"two"))))
+        .await
+        .unwrap();
     let second = body.frame().await.unwrap().unwrap();
     assert_eq!(second.into_data().unwrap(), Bytes::from_static(b"two"));
     let mut trailers = http::HeaderMap::new();
@@ -151,7 +169,10 @@ async fn http2_prior_knowledge_and_streaming_with_trailers() {
         "trailers cross both proxies"
     );
     let client_metrics = metrics(mesh.client.admin.metrics).await;
-    assert!(client_metrics.contains("request_protocol=\"grpc\""), "{client_metrics}");
+    assert!(
+        client_metrics.contains("request_protocol=\"grpc\""),
+        "{client_metrics}"
+    );
 }
 
 #[tokio::test]
@@ -166,12 +187,14 @@ async fn tcp_is_tunnelled_over_mtls() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let m = metrics(mesh.server.admin.metrics).await;
     assert!(
-        m.lines().any(|l| l.starts_with("istio_tcp_connections_opened_total{")
-            && l.contains(&format!("source_principal=\"{CLIENT_ID}\""))),
+        m.lines()
+            .any(|l| l.starts_with("istio_tcp_connections_opened_total{")
+                && l.contains(&format!("source_principal=\"{CLIENT_ID}\""))),
         "{m}"
     );
     assert!(
-        m.lines().any(|l| l.starts_with("istio_tcp_received_bytes_total{") && l.ends_with(" 18")),
+        m.lines()
+            .any(|l| l.starts_with("istio_tcp_received_bytes_total{") && l.ends_with(" 18")),
         "{m}"
     );
 }
@@ -195,7 +218,9 @@ async fn websocket_upgrades_pass_through() {
 #[tokio::test]
 async fn strict_refuses_plaintext_permissive_accepts_it() {
     let strict = Mesh::start(MeshOptions::default()).await;
-    let s = TcpStream::connect(strict.server_http_inbound()).await.unwrap();
+    let s = TcpStream::connect(strict.server_http_inbound())
+        .await
+        .unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s))
         .await
         .unwrap();
@@ -218,7 +243,9 @@ async fn strict_refuses_plaintext_permissive_accepts_it() {
     let (status, _, body) = get(&mut s, "echo", "/").await;
     assert_eq!(status, StatusCode::OK);
     assert!(
-        json(&body)["headers"].get("x-forwarded-client-cert").is_none(),
+        json(&body)["headers"]
+            .get("x-forwarded-client-cert")
+            .is_none(),
         "plaintext callers carry no identity"
     );
     // Mesh traffic still uses mTLS under PERMISSIVE.
@@ -272,22 +299,51 @@ async fn a_client_certificate_from_another_root_is_refused() {
         &[&other, &mesh.ca],
     ))
     .unwrap();
-    let config = intruder
+    assert_refused(&mesh, &intruder).await;
+    // Same root, another trust domain: refused by the trust domain check.
+    let other_domain = weft_proxy::tls::IdentityStore::new(mesh.ca.workload(
+        "other.domain",
+        "test",
+        "client",
+        &[&mesh.ca],
+    ))
+    .unwrap();
+    assert_refused(&mesh, &other_domain).await;
+    // A mesh member gets through the same way (the check can pass).
+    let member = weft_proxy::tls::IdentityStore::new(mesh.ca.workload(
+        common::TD,
+        "test",
+        "client",
+        &[&mesh.ca],
+    ))
+    .unwrap();
+    let n = call_inbound(&mesh, &member).await.unwrap();
+    assert!(n > 0);
+}
+
+async fn call_inbound(
+    mesh: &Mesh,
+    who: &weft_proxy::tls::IdentityStore,
+) -> Result<usize, std::io::Error> {
+    let config = who
         .current()
-        .client_config(std::sync::Arc::from(Vec::<String>::new()), b"http/1.1")
+        .client_config(std::sync::Arc::from(vec![SERVER_ID.to_owned()]), b"http/1.1")
         .unwrap();
-    let tcp = TcpStream::connect(mesh.server_http_inbound()).await.unwrap();
+    let tcp = TcpStream::connect(mesh.server_http_inbound())
+        .await
+        .unwrap();
     let connector = tokio_rustls::TlsConnector::from(config);
-    let result = async {
-        let mut tls = connector
-            .connect(weft_proxy::tls::mesh_server_name("echo"), tcp)
-            .await?;
-        tls.write_all(b"GET / HTTP/1.1\r\nhost: echo\r\n\r\n").await?;
-        let mut buf = [0u8; 64];
-        let n = tls.read(&mut buf).await?;
-        Ok::<usize, std::io::Error>(n)
-    }
-    .await;
+    let mut tls = connector
+        .connect(weft_proxy::tls::mesh_server_name("echo"), tcp)
+        .await?;
+    tls.write_all(b"GET / HTTP/1.1\r\nhost: echo\r\n\r\n")
+        .await?;
+    let mut buf = [0u8; 64];
+    tls.read(&mut buf).await
+}
+
+async fn assert_refused(mesh: &Mesh, who: &weft_proxy::tls::IdentityStore) {
+    let result = call_inbound(mesh, who).await;
     assert!(
         !matches!(result, Ok(n) if n > 0),
         "a foreign client certificate must be refused: {result:?}"
@@ -373,7 +429,11 @@ async fn no_healthy_endpoint_is_a_clear_503() {
     mesh.client
         .proxy
         .config
-        .apply(type_url::ENDPOINT, vec![(cluster.clone(), envoy::any(&cla))], &[])
+        .apply(
+            type_url::ENDPOINT,
+            vec![(cluster.clone(), envoy::any(&cla))],
+            &[],
+        )
         .unwrap();
     let mut s = h1(mesh.outbound).await;
     let (status, headers, body) = get(&mut s, &mesh.authority(), "/").await;
@@ -416,10 +476,61 @@ async fn a_bad_update_is_refused_naming_the_field_and_the_last_good_config_stays
         )
         .unwrap_err()
         .to_string();
-    assert!(err.starts_with("Listener \"virtualOutbound\": filter_chains[0].filters[0].typed_config"), "{err}");
+    assert!(
+        err.starts_with("Listener \"virtualOutbound\": filter_chains[0].filters[0].typed_config"),
+        "{err}"
+    );
     assert!(err.contains("redis_proxy"), "{err}");
     assert!(std::sync::Arc::ptr_eq(&before, &config.current()));
     assert_eq!(config.last_error().as_deref(), Some(err.as_str()));
     let mut s = h1(mesh.outbound).await;
     assert_eq!(get(&mut s, &mesh.authority(), "/").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn rewritten_app_probes_are_served_on_the_status_port() {
+    common::init_logs();
+    let ca = common::certs::Ca::new("mesh-root");
+    let app = common::echo::http().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let probes = weft_proxy::admin::probes::parse(&format!(
+        r#"{{"/app-health/app/readyz":{{"httpGet":{{"path":"/ready","port":{}}}}},
+            "/app-health/app/livez":{{"httpGet":{{"path":"/live","port":{}}},"timeoutSeconds":1}}}}"#,
+        app.port(),
+        closed.port()
+    ))
+    .unwrap();
+    let running = weft_proxy::run::start_sidecar(
+        weft_proxy::config::ConfigHandle::default(),
+        std::sync::Arc::new(
+            weft_proxy::tls::IdentityStore::new(ca.workload(common::TD, "test", "app", &[&ca]))
+                .unwrap(),
+        ),
+        weft_proxy::run::SidecarOptions {
+            outbound: vec![],
+            inbound: vec![],
+            admin: weft_proxy::run::AdminAddrs::ephemeral(),
+            settings: common::settings("app"),
+            app_probes: probes,
+            drain_deadline: Duration::from_secs(1),
+        },
+    )
+    .await
+    .unwrap();
+    let mut s = h1(running.admin.status).await;
+    assert_eq!(
+        get(&mut s, "status", "/app-health/app/readyz").await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(&mut s, "status", "/app-health/app/livez").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        get(&mut s, "status", "/app-health/other/readyz").await.0,
+        StatusCode::NOT_FOUND
+    );
 }

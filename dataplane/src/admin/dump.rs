@@ -52,10 +52,10 @@ pub fn config_dump(config: &ConfigHandle) -> Value {
 }
 
 fn redact_secret(m: &mut serde_json::Map<String, Value>) {
-    if let Some(Value::Object(tls)) = m.get_mut("tlsCertificate") {
-        if tls.contains_key("privateKey") {
-            tls.insert("privateKey".into(), Value::String("[redacted]".into()));
-        }
+    if let Some(Value::Object(tls)) = m.get_mut("tlsCertificate")
+        && tls.contains_key("privateKey")
+    {
+        tls.insert("privateKey".into(), Value::String("[redacted]".into()));
     }
 }
 

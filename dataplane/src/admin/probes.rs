@@ -84,13 +84,12 @@ pub async fn run(probe: &AppProbe) -> (StatusCode, String) {
             .await
             .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
-        let mut req = Request::get(&path).header(http::header::HOST, format!("{host}:{}", get.port));
+        let mut req =
+            Request::get(&path).header(http::header::HOST, format!("{host}:{}", get.port));
         for h in &get.http_headers {
             req = req.header(h.name.as_str(), h.value.as_str());
         }
-        let req = req
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
+        let req = req.body(Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
         let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
         let status = resp.status();
         let _ = resp.into_body().collect().await;
@@ -98,7 +97,10 @@ pub async fn run(probe: &AppProbe) -> (StatusCode, String) {
     };
     match tokio::time::timeout(timeout, attempt).await {
         Ok(Ok(s)) if s.is_success() || s.is_redirection() => (StatusCode::OK, format!("{s}")),
-        Ok(Ok(s)) => (StatusCode::SERVICE_UNAVAILABLE, format!("application answered {s}")),
+        Ok(Ok(s)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("application answered {s}"),
+        ),
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, e),
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -21,7 +21,8 @@ use serde_json::Value;
 
 use super::{Any, ConfigError, Resources};
 
-pub(crate) static DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy_descriptors.bin"));
+pub(crate) static DESCRIPTORS: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/envoy_descriptors.bin"));
 
 fn err(path: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Bootstrap {
@@ -80,7 +81,12 @@ pub fn load_value(source: &str, value: Value) -> Result<Resources, ConfigError> 
             .or_else(|| obj.get("clusterName"))
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .ok_or_else(|| err(source, format!("resources[{i}]: `{name_field}` is required")))?;
+            .ok_or_else(|| {
+                err(
+                    source,
+                    format!("resources[{i}]: `{name_field}` is required"),
+                )
+            })?;
         let msg = DynamicMessage::deserialize(desc, Value::Object(obj))
             .map_err(|e| err(source, format!("resources[{i}] ({name}): {e}")))?;
         let body = Any {

@@ -217,7 +217,9 @@ fn upstream_tls(
                 .map(|s| s.name.as_str());
             if sds != Some(crate::config::ROOT_CA) {
                 return Err(ctx.err(
-                    format!("{cf}.combined_validation_context.validation_context_sds_secret_config"),
+                    format!(
+                        "{cf}.combined_validation_context.validation_context_sds_secret_config"
+                    ),
                     format!("must be the {:?} trust bundle", crate::config::ROOT_CA),
                 ));
             }
@@ -232,7 +234,11 @@ fn upstream_tls(
                 }
                 match m.matcher.as_ref().and_then(|m| m.match_pattern.as_ref()) {
                     Some(string_matcher::MatchPattern::Exact(s)) => sans.push(s.clone()),
-                    _ => return Err(ctx.err(format!("{mf}.matcher"), "only exact matches are supported")),
+                    _ => {
+                        return Err(
+                            ctx.err(format!("{mf}.matcher"), "only exact matches are supported")
+                        );
+                    }
                 }
             }
             sans
@@ -250,7 +256,11 @@ fn upstream_tls(
     Ok(UpstreamTls::Mesh { sni: u.sni, sans })
 }
 
-fn socket_match(ctx: &Ctx<'_>, field: &str, m: Option<&Metadata>) -> Result<BTreeMap<String, String>, ConfigError> {
+fn socket_match(
+    ctx: &Ctx<'_>,
+    field: &str,
+    m: Option<&Metadata>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
     struct_strings(
         ctx,
         &format!("{field}.filter_metadata[{SOCKET_MATCH_KEY:?}]"),
@@ -290,7 +300,10 @@ pub fn endpoints(
             out.push(Endpoint {
                 address,
                 health,
-                weight: lb.load_balancing_weight.as_ref().map_or(1, |w| w.value.max(1)),
+                weight: lb
+                    .load_balancing_weight
+                    .as_ref()
+                    .map_or(1, |w| w.value.max(1)),
                 region: locality.region.clone(),
                 zone: locality.zone.clone(),
                 priority: loc.priority,

@@ -38,7 +38,8 @@ pub fn compile(ctx: &Ctx<'_>, l: &PbListener) -> Result<Listener, ConfigError> {
         let field = format!("listener_filters[{i}]");
         match &f.config_type {
             Some(listener_filter::ConfigType::TypedConfig(any)) => {
-                if any.type_url != OriginalDst::type_url() && any.type_url != TlsInspector::type_url()
+                if any.type_url != OriginalDst::type_url()
+                    && any.type_url != TlsInspector::type_url()
                 {
                     return Err(ctx.err(
                         format!("{field}.typed_config"),
@@ -126,7 +127,10 @@ fn chain(ctx: &Ctx<'_>, field: &str, c: &PbChain) -> Result<FilterChain, ConfigE
             .as_ref()
             .map(|p| {
                 u16::try_from(p.value).map_err(|_| {
-                    ctx.err(format!("{mf}.destination_port"), format!("{} is not a port", p.value))
+                    ctx.err(
+                        format!("{mf}.destination_port"),
+                        format!("{} is not a port", p.value),
+                    )
                 })
             })
             .transpose()?;
@@ -211,7 +215,10 @@ fn downstream_tls(
             "inline certificates are not supported; use SDS secrets",
         ));
     }
-    let require_client = d.require_client_certificate.as_ref().is_some_and(|b| b.value);
+    let require_client = d
+        .require_client_certificate
+        .as_ref()
+        .is_some_and(|b| b.value);
     let validation = match &common.validation_context_type {
         None => None,
         Some(common_tls_context::ValidationContextType::ValidationContextSdsSecretConfig(s)) => {
@@ -280,7 +287,10 @@ fn network_filter(ctx: &Ctx<'_>, field: &str, f: &Filter) -> Result<NetworkFilte
             if !router {
                 return Err(ctx.err(
                     format!("{tf}.http_filters[{i}]"),
-                    format!("unsupported HTTP filter {:?}; only the router is supported", hf.name),
+                    format!(
+                        "unsupported HTTP filter {:?}; only the router is supported",
+                        hf.name
+                    ),
                 ));
             }
         }
@@ -288,13 +298,9 @@ fn network_filter(ctx: &Ctx<'_>, field: &str, f: &Filter) -> Result<NetworkFilte
             Some(http_connection_manager::RouteSpecifier::Rds(rds)) => {
                 RouteSource::Rds(rds.route_config_name)
             }
-            Some(http_connection_manager::RouteSpecifier::RouteConfig(rc)) => {
-                RouteSource::Inline(Arc::new(route::compile(
-                    ctx,
-                    &format!("{tf}.route_config."),
-                    &rc,
-                )?))
-            }
+            Some(http_connection_manager::RouteSpecifier::RouteConfig(rc)) => RouteSource::Inline(
+                Arc::new(route::compile(ctx, &format!("{tf}.route_config."), &rc)?),
+            ),
             _ => {
                 return Err(ctx.err(
                     format!("{tf}.route_specifier"),

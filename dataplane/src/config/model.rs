@@ -57,7 +57,11 @@ impl Cidr {
             }
             (IpAddr::V6(a), IpAddr::V6(b)) => {
                 let len = u32::from(self.len.min(128));
-                let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+                let mask = if len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - len)
+                };
                 u128::from(a) & mask == u128::from(b) & mask
             }
             _ => false,
@@ -89,7 +93,10 @@ pub struct FilterChain {
 #[derive(Clone, Debug)]
 pub enum NetworkFilter {
     /// Opaque TCP to a cluster.
-    TcpProxy { stat_prefix: String, cluster: String },
+    TcpProxy {
+        stat_prefix: String,
+        cluster: String,
+    },
     /// HTTP, routed by a route table.
     Http {
         stat_prefix: String,
@@ -451,7 +458,10 @@ pub enum UpstreamTls {
     Plaintext,
     /// Mesh mTLS: the workload certificate; the peer must chain to the
     /// trust bundle and carry one of `sans` (any mesh ID when empty).
-    Mesh { sni: String, sans: Vec<String> },
+    Mesh {
+        sni: String,
+        sans: Vec<String>,
+    },
 }
 
 /// `transport_socket_matches`: the first whose criteria are all in the
@@ -543,14 +553,20 @@ impl std::fmt::Debug for CertificateSecret {
 pub enum SecretConfig {
     Certificate(Arc<crate::tls::ServingCert>),
     /// A trust bundle (PEM certificates).
-    ValidationContext { trusted_ca_pem: Vec<u8> },
+    ValidationContext {
+        trusted_ca_pem: Vec<u8>,
+    },
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn facts(dest: &str, transport: Transport, sni: Option<&'static str>) -> ConnectionFacts<'static> {
+    fn facts(
+        dest: &str,
+        transport: Transport,
+        sni: Option<&'static str>,
+    ) -> ConnectionFacts<'static> {
         ConnectionFacts {
             destination: dest.parse().unwrap(),
             transport,

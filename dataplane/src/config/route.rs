@@ -61,11 +61,7 @@ fn regex(ctx: &Ctx<'_>, field: &str, re: &str) -> Result<Regex, ConfigError> {
         .map_err(|e| ctx.err(field, format!("invalid regex {re:?}: {e}")))
 }
 
-fn string_match(
-    ctx: &Ctx<'_>,
-    field: &str,
-    m: &StringMatcher,
-) -> Result<StringMatch, ConfigError> {
+fn string_match(ctx: &Ctx<'_>, field: &str, m: &StringMatcher) -> Result<StringMatch, ConfigError> {
     use string_matcher::MatchPattern;
     Ok(match &m.match_pattern {
         Some(MatchPattern::Exact(s)) => StringMatch::Exact(s.clone()),
@@ -113,7 +109,9 @@ fn compile_route(ctx: &Ctx<'_>, field: &str, r: &PbRoute) -> Result<Route, Confi
         Some(P::Prefix(p)) => PathMatch::Prefix(p.clone()),
         Some(P::Path(p)) => PathMatch::Exact(p.clone()),
         Some(P::PathSeparatedPrefix(p)) => PathMatch::SeparatedPrefix(p.clone()),
-        Some(P::SafeRegex(re)) => PathMatch::Regex(regex(ctx, &format!("{mf}.safe_regex"), &re.regex)?),
+        Some(P::SafeRegex(re)) => {
+            PathMatch::Regex(regex(ctx, &format!("{mf}.safe_regex"), &re.regex)?)
+        }
         _ => {
             return Err(ctx.err(
                 format!("{mf}.path_specifier"),

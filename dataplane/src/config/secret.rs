@@ -22,7 +22,11 @@ fn inline(ctx: &Ctx<'_>, field: &str, d: Option<&DataSource>) -> Result<Vec<u8>,
 pub fn compile(ctx: &Ctx<'_>, s: &Secret) -> Result<SecretConfig, ConfigError> {
     match &s.r#type {
         Some(secret::Type::TlsCertificate(t)) => {
-            let chain = inline(ctx, "tls_certificate.certificate_chain", t.certificate_chain.as_ref())?;
+            let chain = inline(
+                ctx,
+                "tls_certificate.certificate_chain",
+                t.certificate_chain.as_ref(),
+            )?;
             let key = inline(ctx, "tls_certificate.private_key", t.private_key.as_ref())?;
             let cert = ServingCert::from_pem(&chain, &key)
                 .map_err(|e| ctx.err("tls_certificate", e.to_string()))?;
@@ -30,7 +34,9 @@ pub fn compile(ctx: &Ctx<'_>, s: &Secret) -> Result<SecretConfig, ConfigError> {
         }
         Some(secret::Type::ValidationContext(v)) => {
             let pem = inline(ctx, "validation_context.trusted_ca", v.trusted_ca.as_ref())?;
-            Ok(SecretConfig::ValidationContext { trusted_ca_pem: pem })
+            Ok(SecretConfig::ValidationContext {
+                trusted_ca_pem: pem,
+            })
         }
         _ => Err(ctx.err(
             "type",

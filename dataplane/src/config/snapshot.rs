@@ -13,9 +13,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use rustls::ServerConfig;
 
 use super::error::{ConfigError, Ctx};
-use super::model::{
-    Cluster, DownstreamTls, Endpoint, Listener, RouteTable, SecretConfig,
-};
+use super::model::{Cluster, DownstreamTls, Endpoint, Listener, RouteTable, SecretConfig};
 use super::resources::{Resources, type_url};
 use super::{cluster, listener, route, secret};
 
@@ -139,7 +137,10 @@ impl Snapshot {
                     .collect();
                 if let Some(certs) = certs {
                     let config = crate::tls::terminate_config(certs).map_err(|e| {
-                        ctx.err(format!("filter_chains[{i}].transport_socket"), e.to_string())
+                        ctx.err(
+                            format!("filter_chains[{i}].transport_socket"),
+                            e.to_string(),
+                        )
                     })?;
                     terminations.insert(names.clone(), config);
                 }
@@ -164,7 +165,9 @@ impl Snapshot {
     /// The mesh trust bundle from the `ROOTCA` secret, when present.
     pub fn trust_bundle_pem(&self) -> Option<&[u8]> {
         match self.secrets.get(super::ROOT_CA) {
-            Some(SecretConfig::ValidationContext { trusted_ca_pem }) if !trusted_ca_pem.is_empty() => {
+            Some(SecretConfig::ValidationContext { trusted_ca_pem })
+                if !trusted_ca_pem.is_empty() =>
+            {
                 Some(trusted_ca_pem)
             }
             _ => None,
@@ -289,7 +292,9 @@ mod tests {
 
     #[test]
     fn eds_clusters_take_endpoints_from_their_assignment() {
-        use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress, address, socket_address};
+        use envoy_types::pb::envoy::config::core::v3::{
+            Address, SocketAddress, address, socket_address,
+        };
         use envoy_types::pb::envoy::config::endpoint::v3::{
             Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
         };
@@ -309,7 +314,10 @@ mod tests {
             },
         );
         let built = Snapshot::build(&r).unwrap();
-        assert!(built.clusters["c"].endpoints.is_empty(), "warming: no endpoints yet");
+        assert!(
+            built.clusters["c"].endpoints.is_empty(),
+            "warming: no endpoints yet"
+        );
         r.insert_message(
             "svc",
             &ClusterLoadAssignment {

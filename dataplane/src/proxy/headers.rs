@@ -50,7 +50,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     let te_trailers = headers
         .get(header::TE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
     headers.remove(header::TE);
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
@@ -128,7 +131,10 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_go_and_upgrades_stay() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, "keep-alive, x-secret, Upgrade".parse().unwrap());
+        h.insert(
+            header::CONNECTION,
+            "keep-alive, x-secret, Upgrade".parse().unwrap(),
+        );
         h.insert("x-secret", "1".parse().unwrap());
         h.insert("keep-alive", "timeout=5".parse().unwrap());
         h.insert(header::UPGRADE, "websocket".parse().unwrap());
@@ -172,7 +178,11 @@ mod tests {
         h.insert(XFCC, "URI=spiffe://evil/ns/x/sa/y".parse().unwrap());
         set_client_cert(&mut h, Some("spiffe://td/ns/b/sa/b"), None);
         assert!(!h.contains_key(XFCC));
-        set_client_cert(&mut h, Some("spiffe://td/ns/b/sa/b"), Some("spiffe://td/ns/a/sa/a"));
+        set_client_cert(
+            &mut h,
+            Some("spiffe://td/ns/b/sa/b"),
+            Some("spiffe://td/ns/a/sa/a"),
+        );
         assert_eq!(
             h.get(XFCC).unwrap(),
             "By=spiffe://td/ns/b/sa/b;URI=spiffe://td/ns/a/sa/a"

@@ -66,7 +66,11 @@ impl Drop for Record {
             request_protocol: self.protocol.to_owned(),
         };
         let ms = self.start.elapsed().as_secs_f64() * 1000.0;
-        self.proxy.metrics.duration.get_or_create(&labels).observe(ms);
+        self.proxy
+            .metrics
+            .duration
+            .get_or_create(&labels)
+            .observe(ms);
         self.proxy.metrics.requests.get_or_create(&labels).inc();
     }
 }
@@ -165,7 +169,11 @@ fn peers(proxy: &Proxy, down: &Downstream, service: &str, upstream_peer: Option<
             source_principal: down.peer_id.clone().unwrap_or_else(unknown),
             destination_workload: me.name.clone(),
             destination_workload_namespace: me.namespace.clone(),
-            destination_principal: if down.peer_id.is_some() { own } else { unknown() },
+            destination_principal: if down.peer_id.is_some() {
+                own
+            } else {
+                unknown()
+            },
             destination_service: service.to_owned(),
             connection_security_policy: if down.peer_id.is_some() {
                 "mutual_tls".into()
@@ -177,7 +185,11 @@ fn peers(proxy: &Proxy, down: &Downstream, service: &str, upstream_peer: Option<
             reporter: "source".into(),
             source_workload: me.name.clone(),
             source_workload_namespace: me.namespace.clone(),
-            source_principal: if upstream_peer.is_some() { own } else { unknown() },
+            source_principal: if upstream_peer.is_some() {
+                own
+            } else {
+                unknown()
+            },
             destination_workload: unknown(),
             destination_workload_namespace: upstream_peer.map_or_else(unknown, ns_of),
             destination_principal: upstream_peer.map_or_else(unknown, str::to_owned),
@@ -403,7 +415,10 @@ fn pick_cluster(f: &Forward) -> String {
         }
         n -= u64::from(*w);
     }
-    f.clusters.first().map(|(n, _)| n.clone()).unwrap_or_default()
+    f.clusters
+        .first()
+        .map(|(n, _)| n.clone())
+        .unwrap_or_default()
 }
 
 /// Envoy's prefix_rewrite: the matched prefix (or exact path) is replaced.
@@ -420,7 +435,11 @@ pub fn rewrite_path(m: &PathMatch, rewrite: Option<&str>, path: &str) -> String 
     } else {
         format!("{rewrite}{rest}")
     };
-    if joined.is_empty() { "/".into() } else { joined }
+    if joined.is_empty() {
+        "/".into()
+    } else {
+        joined
+    }
 }
 
 fn redirect(
@@ -499,7 +518,11 @@ async fn send(
                     Ok(u) => u,
                     Err(e) => {
                         return with_record(
-                            local(StatusCode::BAD_REQUEST, "bad_request", format!("invalid path: {e}")),
+                            local(
+                                StatusCode::BAD_REQUEST,
+                                "bad_request",
+                                format!("invalid path: {e}"),
+                            ),
                             record,
                         );
                     }
@@ -511,7 +534,8 @@ async fn send(
             {
                 parts.headers.insert(header::HOST, v);
             }
-            let result = with_timeout(timeout, s.send_request(Request::from_parts(parts, body))).await;
+            let result =
+                with_timeout(timeout, s.send_request(Request::from_parts(parts, body))).await;
             if pooled && !upgrade {
                 proxy.pools.release(addr, s);
             }

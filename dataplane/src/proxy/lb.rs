@@ -72,11 +72,11 @@ pub fn candidates(endpoints: &[Endpoint]) -> Vec<&Endpoint> {
 }
 
 /// Picks an endpoint; `load(addr)` gives outstanding requests.
-pub fn pick<'a>(
-    cluster: &'a Cluster,
+pub fn pick(
+    cluster: &Cluster,
     load: impl Fn(SocketAddr) -> usize,
     rand: impl FnMut() -> u64,
-) -> Option<&'a Endpoint> {
+) -> Option<&Endpoint> {
     let eps = candidates(&cluster.endpoints);
     pick_from(&eps, cluster.lb, &cluster.rr, load, rand).copied()
 }
@@ -115,7 +115,8 @@ pub fn pick_from<'e, 'a>(
             let a = &eps[(rand() % eps.len() as u64) as usize];
             let b = &eps[(rand() % eps.len() as u64) as usize];
             // Compare load/weight without division.
-            let cost = |e: &Endpoint| (load(e.address) as u64 + 1) * (total / u64::from(e.weight.max(1)));
+            let cost =
+                |e: &Endpoint| (load(e.address) as u64 + 1) * (total / u64::from(e.weight.max(1)));
             Some(if cost(b) < cost(a) { b } else { a })
         }
     }

@@ -50,11 +50,8 @@ impl Role {
                     .listener_on_port(crate::run::OUTBOUND_PORT)
                     .cloned()
             }),
-            Self::Inbound => by_name("virtualInbound").or_else(|| {
-                snapshot
-                    .listener_on_port(crate::run::INBOUND_PORT)
-                    .cloned()
-            }),
+            Self::Inbound => by_name("virtualInbound")
+                .or_else(|| snapshot.listener_on_port(crate::run::INBOUND_PORT).cloned()),
             Self::Gateway(name) => by_name(name),
         }
     }
@@ -123,7 +120,10 @@ fn select<'a>(listener: &'a Listener, facts: &ConnectionFacts<'_>) -> Option<&'a
 async fn serve_connection(proxy: Arc<Proxy>, role: Role, mut stream: TcpStream, peer: SocketAddr) {
     let snapshot = proxy.config.current();
     let Some(listener) = role.listener(&snapshot) else {
-        tracing::info!(?role, "connection closed: the listener is not configured yet");
+        tracing::info!(
+            ?role,
+            "connection closed: the listener is not configured yet"
+        );
         return;
     };
     let local = match stream.local_addr() {
@@ -148,8 +148,9 @@ async fn serve_connection(proxy: Arc<Proxy>, role: Role, mut stream: TcpStream, 
             .iter()
             .filter(|c| c.matcher.destination_port.is_none_or(|p| p == dest.port()))
     };
-    let needs_transport = chains_for_port()
-        .any(|c| c.matcher.transport.is_some() || !c.matcher.server_names.is_empty() || c.tls.is_some());
+    let needs_transport = chains_for_port().any(|c| {
+        c.matcher.transport.is_some() || !c.matcher.server_names.is_empty() || c.tls.is_some()
+    });
     let (transport, prefix) = if needs_transport {
         match sniff::sniff(&mut stream, proxy.settings.sniff_timeout).await {
             Ok((Detected::Tls, bytes)) => (Transport::Tls, bytes),
@@ -325,5 +326,70 @@ pub async fn serve_http(
                 tracing::debug!(error = %e, "downstream HTTP connection ended while draining");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::model::{ChainMatch, NetworkFilter};
+
+    fn chain(name: &str, port: Option<u16>, transport: Option<Transport>) -> FilterChain {
+        FilterChain {
+            name: name.into(),
+            matcher: ChainMatch {
+                destination_port: port,
+                transport,
+                ..Default::default()
+            },
+            tls: None,
+            filter: NetworkFilter::TcpProxy {
+                stat_prefix: name.into(),
+                cluster: name.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn strict_ports_do_not_fall_back_to_the_passthrough_chain() {
+        let listener = Listener {
+            name: "virtualInbound".into(),
+            address: "0.0.0.0:15006".parse().unwrap(),
+            use_original_dst: false,
+            chains: vec![
+                chain("strict", Some(8080), Some(Transport::Tls)),
+                chain("permissive-tls", Some(9090), Some(Transport::Tls)),
+                chain("permissive-plain", Some(9090), Some(Transport::RawBuffer)),
+                chain("disable", Some(7070), None),
+            ],
+            default_chain: Some(chain("passthrough", None, None)),
+        };
+        let pick = |port: u16, transport| {
+            select(
+                &listener,
+                &ConnectionFacts {
+                    destination: SocketAddr::from(([10, 0, 0, 1], port)),
+                    transport,
+                    server_name: None,
+                },
+            )
+            .map(|c| c.name.clone())
+        };
+        assert_eq!(pick(8080, Transport::Tls).as_deref(), Some("strict"));
+        assert_eq!(
+            pick(8080, Transport::RawBuffer),
+            None,
+            "STRICT refuses plaintext"
+        );
+        assert_eq!(
+            pick(9090, Transport::RawBuffer).as_deref(),
+            Some("permissive-plain")
+        );
+        assert_eq!(pick(7070, Transport::Tls).as_deref(), Some("disable"));
+        assert_eq!(
+            pick(5000, Transport::RawBuffer).as_deref(),
+            Some("passthrough"),
+            "undeclared ports still pass through"
+        );
     }
 }

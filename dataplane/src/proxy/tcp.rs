@@ -12,7 +12,12 @@ use crate::config::model::{Discovery, UpstreamTls};
 use crate::metrics::Peers;
 use crate::tls::ALPN_TCP;
 
-fn tcp_peers(proxy: &Proxy, down: &Downstream, service: &str, upstream_peer: Option<&str>) -> Peers {
+fn tcp_peers(
+    proxy: &Proxy,
+    down: &Downstream,
+    service: &str,
+    upstream_peer: Option<&str>,
+) -> Peers {
     let own = proxy.identity.current().id.to_string();
     let me = &proxy.settings.workload;
     let ns = |p: &str| {
@@ -29,22 +34,38 @@ fn tcp_peers(proxy: &Proxy, down: &Downstream, service: &str, upstream_peer: Opt
             source_principal: down.peer_id.clone().unwrap_or_else(unknown),
             destination_workload: me.name.clone(),
             destination_workload_namespace: me.namespace.clone(),
-            destination_principal: if down.peer_id.is_some() { own } else { unknown() },
+            destination_principal: if down.peer_id.is_some() {
+                own
+            } else {
+                unknown()
+            },
             destination_service: service.to_owned(),
-            connection_security_policy: if down.peer_id.is_some() { "mutual_tls" } else { "none" }
-                .into(),
+            connection_security_policy: if down.peer_id.is_some() {
+                "mutual_tls"
+            } else {
+                "none"
+            }
+            .into(),
         },
         _ => Peers {
             reporter: "source".into(),
             source_workload: me.name.clone(),
             source_workload_namespace: me.namespace.clone(),
-            source_principal: if upstream_peer.is_some() { own } else { unknown() },
+            source_principal: if upstream_peer.is_some() {
+                own
+            } else {
+                unknown()
+            },
             destination_workload: unknown(),
             destination_workload_namespace: upstream_peer.map_or_else(unknown, ns),
             destination_principal: upstream_peer.map_or_else(unknown, str::to_owned),
             destination_service: service.to_owned(),
-            connection_security_policy: if upstream_peer.is_some() { "mutual_tls" } else { "none" }
-                .into(),
+            connection_security_policy: if upstream_peer.is_some() {
+                "mutual_tls"
+            } else {
+                "none"
+            }
+            .into(),
         },
     }
 }
@@ -58,7 +79,10 @@ pub async fn proxy(
     mut io: Box<dyn Io>,
 ) {
     let Some(cluster) = snapshot.clusters.get(cluster_name).cloned() else {
-        tracing::info!(cluster = cluster_name, "TCP connection closed: cluster not configured");
+        tracing::info!(
+            cluster = cluster_name,
+            "TCP connection closed: cluster not configured"
+        );
         return;
     };
     let (addr, tls) = match &cluster.discovery {
@@ -70,7 +94,10 @@ pub async fn proxy(
         _ => match lb::pick(&cluster, |a| proxy.outstanding.get(a), lb::random) {
             Some(ep) => (ep.address, cluster.tls_for(ep).clone()),
             None => {
-                tracing::info!(cluster = cluster_name, "TCP connection closed: no healthy upstream");
+                tracing::info!(
+                    cluster = cluster_name,
+                    "TCP connection closed: no healthy upstream"
+                );
                 return;
             }
         },
@@ -79,14 +106,21 @@ pub async fn proxy(
         tracing::warn!(%addr, "TCP connection closed: it would loop back into the proxy");
         return;
     }
-    let connected =
-        match upstream::connect(&proxy.identity, addr, &tls, ALPN_TCP, cluster.connect_timeout).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::info!(cluster = cluster_name, error = %e, "TCP upstream connect failed");
-                return;
-            }
-        };
+    let connected = match upstream::connect(
+        &proxy.identity,
+        addr,
+        &tls,
+        ALPN_TCP,
+        cluster.connect_timeout,
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::info!(cluster = cluster_name, error = %e, "TCP upstream connect failed");
+            return;
+        }
+    };
     let service = cluster_name
         .splitn(4, '|')
         .nth(3)
@@ -104,7 +138,11 @@ pub async fn proxy(
             (0, 0)
         }
     };
-    proxy.metrics.tcp_received.get_or_create(&labels).inc_by(received);
+    proxy
+        .metrics
+        .tcp_received
+        .get_or_create(&labels)
+        .inc_by(received);
     proxy.metrics.tcp_sent.get_or_create(&labels).inc_by(sent);
     proxy.metrics.tcp_closed.get_or_create(&labels).inc();
 }

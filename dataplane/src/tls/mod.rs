@@ -13,8 +13,7 @@ pub mod spiffe;
 pub mod verify;
 
 pub use identity::{
-    ALPN_H2, ALPN_HTTP1, ALPN_TCP, IdentityState, IdentityStore, WorkloadIdentity,
-    mesh_server_name,
+    ALPN_H2, ALPN_HTTP1, ALPN_TCP, IdentityState, IdentityStore, WorkloadIdentity, mesh_server_name,
 };
 pub use serving::{ServingCert, terminate_config};
 pub use spiffe::SpiffeId;

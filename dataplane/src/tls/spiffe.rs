@@ -35,7 +35,13 @@ impl SpiffeId {
     /// `ns` and `sa` of an Istio-style ID (`/ns/<ns>/sa/<sa>`).
     pub fn namespace_and_account(&self) -> Option<(&str, &str)> {
         let mut parts = self.path.strip_prefix('/')?.split('/');
-        match (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) {
+        match (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) {
             (Some("ns"), Some(ns), Some("sa"), Some(sa), None) => Some((ns, sa)),
             _ => None,
         }
@@ -127,7 +133,9 @@ mod tests {
         assert!(SpiffeId::parse("https://x/ns/a/sa/b").is_none());
         assert!(SpiffeId::parse("spiffe:///ns/a").is_none());
         assert_eq!(
-            SpiffeId::parse("spiffe://td/x").unwrap().namespace_and_account(),
+            SpiffeId::parse("spiffe://td/x")
+                .unwrap()
+                .namespace_and_account(),
             None
         );
     }

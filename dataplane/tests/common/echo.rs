@@ -28,7 +28,10 @@ fn full(s: String) -> Body {
         .boxed_unsync()
 }
 
-async fn handle(mut req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, Infallible> {
+async fn handle(
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Response<Body>, Infallible> {
     match req.uri().path() {
         "/stream" => {
             let mut resp = Response::new(req.into_body().boxed_unsync());
@@ -102,7 +105,9 @@ pub async fn http() -> SocketAddr {
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((s, peer)) = l.accept().await else { return };
+            let Ok((s, peer)) = l.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let _ = auto::Builder::new(TokioExecutor::new())
                     .serve_connection_with_upgrades(
@@ -122,7 +127,9 @@ pub async fn tcp() -> SocketAddr {
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = l.accept().await else { return };
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let (mut r, mut w) = s.split();
                 let _ = tokio::io::copy(&mut r, &mut w).await;

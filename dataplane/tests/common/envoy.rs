@@ -3,9 +3,9 @@
 
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use envoy_types::pb::envoy::config::core::v3::{
-    Address, AggregatedConfigSource, ApiVersion, CidrRange, ConfigSource, DataSource,
-    HealthStatus, Http2ProtocolOptions, Metadata, SocketAddress, TransportSocket, address,
-    config_source, data_source, socket_address, transport_socket,
+    Address, AggregatedConfigSource, ApiVersion, CidrRange, ConfigSource, DataSource, HealthStatus,
+    Http2ProtocolOptions, Metadata, SocketAddress, TransportSocket, address, config_source,
+    data_source, socket_address, transport_socket,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
@@ -34,7 +34,9 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     HttpProtocolOptions, http_protocol_options,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
-use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration, Struct, UInt32Value, Value, value};
+use envoy_types::pb::google::protobuf::{
+    Any, BoolValue, Duration, Struct, UInt32Value, Value, value,
+};
 use prost::{Message, Name};
 use weft_proxy::config::Resources;
 
@@ -68,7 +70,9 @@ pub fn addr(ip: &str, port: u16) -> Address {
 fn router() -> HttpFilter {
     HttpFilter {
         name: "envoy.filters.http.router".into(),
-        config_type: Some(http_filter::ConfigType::TypedConfig(any(&Router::default()))),
+        config_type: Some(http_filter::ConfigType::TypedConfig(
+            any(&Router::default()),
+        )),
         ..Default::default()
     }
 }
@@ -201,7 +205,9 @@ pub fn outbound(r: &mut Resources, services: &[Service]) {
     for s in services {
         let cname = outbound_name(s.port, &s.fqdn);
         let port_match = FilterChainMatch {
-            destination_port: Some(UInt32Value { value: s.port.into() }),
+            destination_port: Some(UInt32Value {
+                value: s.port.into(),
+            }),
             ..Default::default()
         };
         if s.http {
@@ -277,7 +283,10 @@ pub fn outbound(r: &mut Resources, services: &[Service]) {
     r.insert_message("virtualOutbound", &l);
     let passthrough = |name: &str| Cluster {
         name: name.into(),
-        connect_timeout: Some(Duration { seconds: 10, nanos: 0 }),
+        connect_timeout: Some(Duration {
+            seconds: 10,
+            nanos: 0,
+        }),
         cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
             cluster::DiscoveryType::OriginalDst as i32,
         )),
@@ -285,78 +294,84 @@ pub fn outbound(r: &mut Resources, services: &[Service]) {
         ..Default::default()
     };
     r.insert_message("PassthroughCluster", &passthrough("PassthroughCluster"));
-    r.insert_message("InboundPassthroughCluster", &passthrough("InboundPassthroughCluster"));
+    r.insert_message(
+        "InboundPassthroughCluster",
+        &passthrough("InboundPassthroughCluster"),
+    );
 }
 
 /// The EDS cluster of a service port and its endpoints (mesh mTLS to
 /// meshed endpoints).
 pub fn service_cluster(r: &mut Resources, s: &Service) {
     let cname = outbound_name(s.port, &s.fqdn);
-        let mut c = Cluster {
-            name: cname.clone(),
-            connect_timeout: Some(Duration { seconds: 10, nanos: 0 }),
-            cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
-                cluster::DiscoveryType::Eds as i32,
-            )),
-            eds_cluster_config: Some(cluster::EdsClusterConfig {
-                eds_config: Some(ads()),
-                service_name: cname.clone(),
-            }),
-            transport_socket_matches: vec![
-                cluster::TransportSocketMatch {
-                    name: "tlsMode-istio".into(),
-                    r#match: Some(tls_mode_struct()),
-                    transport_socket: Some(mesh_upstream_tls(
-                        &format!("outbound_.{}_._.{}", s.port, s.fqdn),
-                        &s.ids,
-                    )),
-                },
-                cluster::TransportSocketMatch {
-                    name: "tlsMode-disabled".into(),
-                    r#match: Some(Struct::default()),
-                    transport_socket: Some(TransportSocket {
-                        name: "envoy.transport_sockets.raw_buffer".into(),
-                        config_type: Some(transport_socket::ConfigType::TypedConfig(any(
-                            &RawBuffer::default(),
-                        ))),
-                    }),
-                },
-            ],
+    let mut c = Cluster {
+        name: cname.clone(),
+        connect_timeout: Some(Duration {
+            seconds: 10,
+            nanos: 0,
+        }),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Eds as i32,
+        )),
+        eds_cluster_config: Some(cluster::EdsClusterConfig {
+            eds_config: Some(ads()),
+            service_name: cname.clone(),
+        }),
+        transport_socket_matches: vec![
+            cluster::TransportSocketMatch {
+                name: "tlsMode-istio".into(),
+                r#match: Some(tls_mode_struct()),
+                transport_socket: Some(mesh_upstream_tls(
+                    &format!("outbound_.{}_._.{}", s.port, s.fqdn),
+                    &s.ids,
+                )),
+            },
+            cluster::TransportSocketMatch {
+                name: "tlsMode-disabled".into(),
+                r#match: Some(Struct::default()),
+                transport_socket: Some(TransportSocket {
+                    name: "envoy.transport_sockets.raw_buffer".into(),
+                    config_type: Some(transport_socket::ConfigType::TypedConfig(any(
+                        &RawBuffer::default(),
+                    ))),
+                }),
+            },
+        ],
+        ..Default::default()
+    };
+    if s.http2 {
+        set_http2(&mut c);
+    }
+    r.insert_message(&cname, &c);
+    let metadata = s.meshed.then(|| {
+        let mut fm = std::collections::HashMap::new();
+        fm.insert("envoy.transport_socket_match".to_owned(), tls_mode_struct());
+        Metadata {
+            filter_metadata: fm,
             ..Default::default()
-        };
-        if s.http2 {
-            set_http2(&mut c);
         }
-        r.insert_message(&cname, &c);
-        let metadata = s.meshed.then(|| {
-            let mut fm = std::collections::HashMap::new();
-            fm.insert("envoy.transport_socket_match".to_owned(), tls_mode_struct());
-            Metadata {
-                filter_metadata: fm,
-                ..Default::default()
-            }
-        });
-        let cla = ClusterLoadAssignment {
-            cluster_name: cname.clone(),
-            endpoints: vec![LocalityLbEndpoints {
-                lb_endpoints: s
-                    .endpoints
-                    .iter()
-                    .map(|(ip, port)| LbEndpoint {
-                        health_status: HealthStatus::Healthy as i32,
-                        metadata: metadata.clone(),
-                        load_balancing_weight: Some(UInt32Value { value: 1 }),
-                        host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
-                            address: Some(addr(ip, *port)),
-                            ..Default::default()
-                        })),
-                    })
-                    .collect(),
-                ..Default::default()
-            }],
+    });
+    let cla = ClusterLoadAssignment {
+        cluster_name: cname.clone(),
+        endpoints: vec![LocalityLbEndpoints {
+            lb_endpoints: s
+                .endpoints
+                .iter()
+                .map(|(ip, port)| LbEndpoint {
+                    health_status: HealthStatus::Healthy as i32,
+                    metadata: metadata.clone(),
+                    load_balancing_weight: Some(UInt32Value { value: 1 }),
+                    host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                        address: Some(addr(ip, *port)),
+                        ..Default::default()
+                    })),
+                })
+                .collect(),
             ..Default::default()
-        };
-        r.insert_message(&cname, &cla);
+        }],
+        ..Default::default()
+    };
+    r.insert_message(&cname, &cla);
 }
 
 pub fn set_http2(c: &mut Cluster) {
@@ -403,7 +418,10 @@ pub fn inbound(r: &mut Resources, app_ip: &str, ports: &[WorkloadPort]) {
         let cname = format!("inbound|{}||", p.port);
         let mut c = Cluster {
             name: cname.clone(),
-            connect_timeout: Some(Duration { seconds: 10, nanos: 0 }),
+            connect_timeout: Some(Duration {
+                seconds: 10,
+                nanos: 0,
+            }),
             cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
                 cluster::DiscoveryType::Static as i32,
             )),
@@ -459,7 +477,9 @@ pub fn inbound(r: &mut Resources, app_ip: &str, ports: &[WorkloadPort]) {
             tcp(&cname)
         };
         let pm = |t: &str| FilterChainMatch {
-            destination_port: Some(UInt32Value { value: p.port.into() }),
+            destination_port: Some(UInt32Value {
+                value: p.port.into(),
+            }),
             transport_protocol: t.into(),
             ..Default::default()
         };
@@ -494,8 +514,14 @@ pub fn inbound(r: &mut Resources, app_ip: &str, ports: &[WorkloadPort]) {
         name: "virtualInbound".into(),
         address: Some(addr("0.0.0.0", 15006)),
         listener_filters: vec![
-            lf("envoy.filters.listener.original_dst", any(&OriginalDst::default())),
-            lf("envoy.filters.listener.tls_inspector", any(&TlsInspector::default())),
+            lf(
+                "envoy.filters.listener.original_dst",
+                any(&OriginalDst::default()),
+            ),
+            lf(
+                "envoy.filters.listener.tls_inspector",
+                any(&TlsInspector::default()),
+            ),
         ],
         filter_chains: chains,
         default_filter_chain: Some(FilterChain {
@@ -510,7 +536,14 @@ pub fn inbound(r: &mut Resources, app_ip: &str, ports: &[WorkloadPort]) {
 
 /// A gateway listener on `ip:port` terminating TLS with `secret`, routing
 /// `host` (prefix `/v1`) to `cluster`; anything else 404s.
-pub fn gateway(r: &mut Resources, ip: &str, port: u16, host: &str, secret_name: &str, cluster: &str) {
+pub fn gateway(
+    r: &mut Resources,
+    ip: &str,
+    port: u16,
+    host: &str,
+    secret_name: &str,
+    cluster: &str,
+) {
     let route_name = format!("http.{port}");
     let dtls = tls_socket(&DownstreamTlsContext {
         common_tls_context: Some(CommonTlsContext {
@@ -582,11 +615,15 @@ pub fn tls_secret(r: &mut Resources, name: &str, chain_pem: &str, key_pem: &str)
         name: name.into(),
         r#type: Some(secret::Type::TlsCertificate(TlsCertificate {
             certificate_chain: Some(DataSource {
-                specifier: Some(data_source::Specifier::InlineBytes(chain_pem.as_bytes().to_vec())),
+                specifier: Some(data_source::Specifier::InlineBytes(
+                    chain_pem.as_bytes().to_vec(),
+                )),
                 ..Default::default()
             }),
             private_key: Some(DataSource {
-                specifier: Some(data_source::Specifier::InlineBytes(key_pem.as_bytes().to_vec())),
+                specifier: Some(data_source::Specifier::InlineBytes(
+                    key_pem.as_bytes().to_vec(),
+                )),
                 ..Default::default()
             }),
             ..Default::default()
