@@ -327,7 +327,10 @@ async fn call_inbound(
 ) -> Result<usize, std::io::Error> {
     let config = who
         .current()
-        .client_config(std::sync::Arc::from(vec![SERVER_ID.to_owned()]), b"http/1.1")
+        .client_config(
+            std::sync::Arc::from(vec![SERVER_ID.to_owned()]),
+            b"http/1.1",
+        )
         .unwrap();
     let tcp = TcpStream::connect(mesh.server_http_inbound())
         .await
@@ -533,4 +536,99 @@ async fn rewritten_app_probes_are_served_on_the_status_port() {
         get(&mut s, "status", "/app-health/other/readyz").await.0,
         StatusCode::NOT_FOUND
     );
+}
+
+#[tokio::test]
+async fn grpc_bidirectional_streaming_with_tonic() {
+    use envoy_types::pb::google::protobuf::StringValue;
+    let mesh = Mesh::start(MeshOptions {
+        http2_app: true,
+        ..Default::default()
+    })
+    .await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", mesh.outbound))
+        .unwrap()
+        .origin(format!("http://{}", mesh.authority()).parse().unwrap())
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let (mut tx, rx) = futures::channel::mpsc::channel::<StringValue>(1);
+    tx.send(StringValue {
+        value: "one".into(),
+    })
+    .await
+    .unwrap();
+    let resp = grpc
+        .streaming(
+            tonic::Request::new(rx),
+            http::uri::PathAndQuery::from_static(common::echo::GRPC_BIDI),
+            tonic_prost::ProstCodec::<StringValue, StringValue>::default(),
+        )
+        .await
+        .unwrap();
+    let mut replies = resp.into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(5), replies.message())
+        .await
+        .expect("the first reply arrives while the call is open")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.value, "echo:one");
+    tx.send(StringValue {
+        value: "two".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(replies.message().await.unwrap().unwrap().value, "echo:two");
+    drop(tx);
+    assert!(
+        replies.message().await.unwrap().is_none(),
+        "clean end (grpc-status 0 trailer)"
+    );
+    let m = metrics(mesh.server.admin.metrics).await;
+    assert!(
+        m.lines().any(|l| l.starts_with("istio_requests_total{")
+            && l.contains("request_protocol=\"grpc\"")
+            && l.contains(&format!("source_principal=\"{CLIENT_ID}\""))),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn connect_tunnels_and_h2c_upgrade_requests_pass() {
+    let mesh = Mesh::start(MeshOptions::default()).await;
+    let mut s = TcpStream::connect(mesh.outbound).await.unwrap();
+    let authority = mesh.authority();
+    s.write_all(format!("CONNECT {authority} HTTP/1.1\r\nhost: {authority}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    s.write_all(b"tunnelled bytes").await.unwrap();
+    let mut buf = [0u8; 15];
+    s.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"tunnelled bytes");
+
+    // An h2c upgrade the application declines is answered over HTTP/1.1.
+    let mut c = h1(mesh.outbound).await;
+    let req = Request::get("/h2c")
+        .header("host", mesh.authority())
+        .header("connection", "Upgrade, HTTP2-Settings")
+        .header("upgrade", "h2c")
+        .header("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA")
+        .body(Empty::new())
+        .unwrap();
+    let resp = c.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let report = json(std::str::from_utf8(&body).unwrap());
+    assert_eq!(report["headers"]["upgrade"], "h2c");
+    assert!(report["headers"]["http2-settings"].is_string());
 }

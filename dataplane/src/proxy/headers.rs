@@ -11,6 +11,8 @@ pub const XFCC: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 /// Why the proxy answered itself (no healthy upstream, no route, …).
 pub const X_WEFT_REASON: HeaderName = HeaderName::from_static("x-weft-reason");
 
+const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
+
 const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -36,6 +38,7 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 /// an upgrade keeps `Connection: upgrade` and `Upgrade`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     let upgrade = headers.get(header::UPGRADE).cloned();
+    let h2c_settings = headers.get(HTTP2_SETTINGS).cloned();
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -59,7 +62,16 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
     if keep_upgrade && let Some(u) = upgrade {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        // h2c upgrades carry their settings in a connection-scoped header.
+        if let Some(settings) = h2c_settings {
+            headers.insert(
+                header::CONNECTION,
+                HeaderValue::from_static("upgrade, http2-settings"),
+            );
+            headers.insert(HTTP2_SETTINGS, settings);
+        } else {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
         headers.insert(header::UPGRADE, u);
     }
 }

@@ -242,7 +242,11 @@ pub async fn handle(
         );
         return Ok(with_record(resp, record(host_only(&authority), None)));
     };
-    let path = req.uri().path().to_owned();
+    // CONNECT's authority-form target has no path: route it as "/".
+    let path = match req.uri().path() {
+        "" => "/".to_owned(),
+        p => p.to_owned(),
+    };
     let query = req.uri().query().map(str::to_owned);
     let scheme = if down.tls { "https" } else { "http" };
     let headers_copy = req.headers().clone();

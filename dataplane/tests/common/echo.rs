@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use envoy_types::pb::google::protobuf::StringValue;
 use futures::{SinkExt, StreamExt};
 use http::{Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -20,11 +21,35 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
-type Body = UnsyncBoxBody<Bytes, hyper::Error>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// The gRPC method the echo serves (bidirectional streaming).
+pub const GRPC_BIDI: &str = "/weft.test.Echo/Bidi";
+
+/// Bidirectional streaming gRPC echo: each message comes back prefixed.
+#[derive(Clone, Debug)]
+struct Bidi;
+
+impl tonic::server::StreamingService<StringValue> for Bidi {
+    type Response = StringValue;
+    type ResponseStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<StringValue, tonic::Status>> + Send>>;
+    type Future = std::future::Ready<Result<tonic::Response<Self::ResponseStream>, tonic::Status>>;
+
+    fn call(&mut self, req: tonic::Request<tonic::Streaming<StringValue>>) -> Self::Future {
+        let stream = req.into_inner().map(|m| {
+            m.map(|v| StringValue {
+                value: format!("echo:{}", v.value),
+            })
+        });
+        std::future::ready(Ok(tonic::Response::new(Box::pin(stream))))
+    }
+}
 
 fn full(s: String) -> Body {
     Full::new(Bytes::from(s))
-        .map_err(|never: Infallible| match never {})
+        .map_err(|never: Infallible| -> BoxError { match never {} })
         .boxed_unsync()
 }
 
@@ -32,9 +57,42 @@ async fn handle(
     mut req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Result<Response<Body>, Infallible> {
+    if req.method() == http::Method::CONNECT {
+        // A TCP echo behind CONNECT.
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            let Ok(upgraded) = upgrade.await else { return };
+            let mut io = TokioIo::new(upgraded);
+            let mut buf = vec![0u8; 4096];
+            loop {
+                match tokio::io::AsyncReadExt::read(&mut io, &mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        if tokio::io::AsyncWriteExt::write_all(&mut io, &buf[..n])
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        return Ok(Response::new(full(String::new())));
+    }
     match req.uri().path() {
+        GRPC_BIDI => {
+            let resp = tonic::server::Grpc::new(tonic_prost::ProstCodec::default())
+                .streaming(Bidi, req)
+                .await;
+            Ok(resp.map(|b| b.map_err(|s| -> BoxError { Box::new(s) }).boxed_unsync()))
+        }
         "/stream" => {
-            let mut resp = Response::new(req.into_body().boxed_unsync());
+            let mut resp = Response::new(
+                req.into_body()
+                    .map_err(|e| -> BoxError { Box::new(e) })
+                    .boxed_unsync(),
+            );
             resp.headers_mut()
                 .insert("content-type", "application/grpc".parse().unwrap());
             Ok(resp)
