@@ -11,13 +11,25 @@
 //! * [`ca_client`]: the workload certificate from weftd's mesh CA, renewed
 //!   at half-life.
 //! * [`xds_client`]: the delta ADS stream to weftd over mTLS.
+//! * [`connected`]: sidecar/gateway fed by weftd (CA + xDS) instead of
+//!   static files.
 //! * [`control_channel`]: the TLS channel to weftd (15012).
 //! * [`backoff`]: retry/reconnect delays shared by the links to weftd.
 
+// Tests may unwrap (CONVENTIONS: not on input from users or the network).
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod admin;
 pub mod backoff;
 pub mod ca_client;
+pub mod cli;
 pub mod config;
+pub mod connected;
 pub mod control_channel;
+pub mod drain;
 pub mod init;
+pub mod metrics;
+pub mod proxy;
+pub mod run;
 pub mod tls;
 pub mod xds_client;

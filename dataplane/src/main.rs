@@ -1,52 +1,39 @@
-//! `weft-proxy`: parse the command line, run the subcommand.
+//! `weft-proxy`: parse flags, build options, run.
 
-use clap::{Parser, Subcommand};
-use weft_proxy::init::{self, InitArgs};
+use clap::Parser;
+use weft_proxy::cli::{Cli, Command, Source, source};
+use weft_proxy::xds_client::ProxyMode;
+use weft_proxy::{connected, init, run};
 
-/// Weft's proxy.
-#[derive(Debug, Parser)]
-#[command(name = "weft-proxy", version, about)]
-struct Cli {
-    /// Log filter (e.g. `info`, `debug`, `weft_proxy=trace`).
-    #[arg(long, env = "WEFT_LOG_LEVEL", default_value = "info", global = true)]
-    log_level: String,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Program the pod's traffic capture (iptables); run by the injected init container.
-    Init(InitArgs),
-}
-
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
-fn main() -> std::process::ExitCode {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    weft_proxy::cli::init_logging();
     let cli = Cli::parse();
-    init_logging(&cli.log_level);
     match cli.command {
-        Command::Init(args) => match init::run(&args) {
-            Ok(rules) => {
-                if args.dry_run {
-                    for (family, text) in rules {
-                        println!("# {family:?}\n{text}");
-                    }
-                }
-                std::process::ExitCode::SUCCESS
+        Command::Sidecar(args) => {
+            let opts = args.options()?;
+            match source(&args.files, &args.weftd, &args.common, ProxyMode::Sidecar)? {
+                Source::Static(files) => run::sidecar(files, opts).await?,
+                Source::Weftd(settings) => connected::sidecar(*settings, opts).await?,
             }
-            Err(e) => {
+        }
+        Command::Gateway(args) => {
+            let opts = args.options();
+            match source(&args.files, &args.weftd, &args.common, ProxyMode::Gateway)? {
+                Source::Static(files) => run::gateway(files, opts).await?,
+                Source::Weftd(settings) => connected::gateway(*settings, opts).await?,
+            }
+        }
+        Command::Init(args) => {
+            let rules = init::run(&args).inspect_err(|e| {
                 tracing::error!(error = %e, label = e.label(), "weft-proxy init failed");
-                eprintln!("weft-proxy init: {e}");
-                std::process::ExitCode::FAILURE
+            })?;
+            if args.dry_run {
+                for (family, text) in rules {
+                    println!("# {family:?}\n{text}");
+                }
             }
-        },
+        }
     }
+    Ok(())
 }

@@ -174,3 +174,180 @@ impl Snapshot {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use envoy_types::pb::envoy::config::cluster::v3::cluster;
+    use envoy_types::pb::envoy::config::route::v3::{
+        Route, RouteAction, RouteMatch, VirtualHost, route, route_action, route_match,
+    };
+    use envoy_types::pb::envoy::r#type::matcher::v3::RegexMatcher;
+
+    use super::*;
+    use crate::config::Any;
+
+    fn route_config(name: &str, path: route_match::PathSpecifier) -> RouteConfiguration {
+        RouteConfiguration {
+            name: name.into(),
+            virtual_hosts: vec![VirtualHost {
+                name: "vh".into(),
+                domains: vec!["*".into()],
+                routes: vec![Route {
+                    r#match: Some(RouteMatch {
+                        path_specifier: Some(path),
+                        ..Default::default()
+                    }),
+                    action: Some(route::Action::Route(RouteAction {
+                        cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
+                            "c".into(),
+                        )),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn errors_name_type_resource_and_field() {
+        let cases: Vec<(Resources, &str)> = vec![
+            {
+                let mut r = Resources::default();
+                r.insert_message(
+                    "r",
+                    &route_config(
+                        "r",
+                        route_match::PathSpecifier::SafeRegex(RegexMatcher {
+                            regex: "(".into(),
+                            ..Default::default()
+                        }),
+                    ),
+                );
+                (
+                    r,
+                    "RouteConfiguration \"r\": virtual_hosts[0].routes[0].match.safe_regex: invalid regex",
+                )
+            },
+            {
+                let mut r = Resources::default();
+                r.insert_message(
+                    "r",
+                    &route_config("other", route_match::PathSpecifier::Prefix("/".into())),
+                );
+                (r, "RouteConfiguration \"r\": name: \"other\" differs")
+            },
+            {
+                let mut r = Resources::default();
+                r.insert_message(
+                    "c",
+                    &PbCluster {
+                        name: "c".into(),
+                        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+                            cluster::DiscoveryType::StrictDns as i32,
+                        )),
+                        ..Default::default()
+                    },
+                );
+                (r, "Cluster \"c\": cluster_discovery_type: only EDS")
+            },
+            {
+                let mut r = Resources::default();
+                r.apply(
+                    "type.googleapis.com/envoy.config.rbac.v3.RBAC",
+                    vec![(
+                        "x".into(),
+                        Any {
+                            type_url: "type.googleapis.com/envoy.config.rbac.v3.RBAC".into(),
+                            value: vec![],
+                        },
+                    )],
+                    &[],
+                );
+                (r, "resource \"x\" has unsupported type")
+            },
+            {
+                let mut r = Resources::default();
+                r.apply(
+                    type_url::CLUSTER,
+                    vec![(
+                        "c".into(),
+                        Any {
+                            type_url: type_url::CLUSTER.into(),
+                            value: vec![0xff, 0xff],
+                        },
+                    )],
+                    &[],
+                );
+                (r, "Cluster \"c\": the resource does not decode")
+            },
+        ];
+        for (resources, want) in cases {
+            let err = Snapshot::build(&resources).unwrap_err().to_string();
+            assert!(err.starts_with(want), "{err:?} should start with {want:?}");
+        }
+    }
+
+    #[test]
+    fn eds_clusters_take_endpoints_from_their_assignment() {
+        use envoy_types::pb::envoy::config::core::v3::{
+            Address, SocketAddress, address, socket_address,
+        };
+        use envoy_types::pb::envoy::config::endpoint::v3::{
+            Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
+        };
+        let mut r = Resources::default();
+        r.insert_message(
+            "c",
+            &PbCluster {
+                name: "c".into(),
+                cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+                    cluster::DiscoveryType::Eds as i32,
+                )),
+                eds_cluster_config: Some(cluster::EdsClusterConfig {
+                    eds_config: None,
+                    service_name: "svc".into(),
+                }),
+                ..Default::default()
+            },
+        );
+        let built = Snapshot::build(&r).unwrap();
+        assert!(
+            built.clusters["c"].endpoints.is_empty(),
+            "warming: no endpoints yet"
+        );
+        r.insert_message(
+            "svc",
+            &ClusterLoadAssignment {
+                cluster_name: "svc".into(),
+                endpoints: vec![LocalityLbEndpoints {
+                    lb_endpoints: vec![LbEndpoint {
+                        host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                            address: Some(Address {
+                                address: Some(address::Address::SocketAddress(SocketAddress {
+                                    address: "10.1.2.3".into(),
+                                    port_specifier: Some(socket_address::PortSpecifier::PortValue(
+                                        80,
+                                    )),
+                                    ..Default::default()
+                                })),
+                            }),
+                            ..Default::default()
+                        })),
+                        ..Default::default()
+                    }],
+                    priority: 1,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        );
+        let built = Snapshot::build(&r).unwrap();
+        let eps = &built.clusters["c"].endpoints;
+        assert_eq!(eps.len(), 1);
+        assert_eq!(eps[0].address, "10.1.2.3:80".parse().unwrap());
+        assert_eq!(eps[0].priority, 1);
+    }
+}

@@ -102,14 +102,17 @@ impl ServerCertVerifier for PeerVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        let id = self
-            .bundle
-            .verify(end_entity, intermediates, now, webpki::KeyUsage::server_auth())?;
+        let id = self.bundle.verify(
+            end_entity,
+            intermediates,
+            now,
+            webpki::KeyUsage::server_auth(),
+        )?;
         let text = id.to_string();
         let ok = if self.expected.is_empty() {
             id.trust_domain == self.trust_domain
         } else {
-            self.expected.iter().any(|e| *e == text)
+            self.expected.contains(&text)
         };
         if ok {
             Ok(ServerCertVerified::assertion())
@@ -167,9 +170,12 @@ impl ClientCertVerifier for MeshClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
-        let id = self
-            .bundle
-            .verify(end_entity, intermediates, now, webpki::KeyUsage::client_auth())?;
+        let id = self.bundle.verify(
+            end_entity,
+            intermediates,
+            now,
+            webpki::KeyUsage::client_auth(),
+        )?;
         if id.trust_domain == self.trust_domain {
             Ok(ClientCertVerified::assertion())
         } else {
