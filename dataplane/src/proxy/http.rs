@@ -249,16 +249,17 @@ pub async fn handle(
     };
     let query = req.uri().query().map(str::to_owned);
     let scheme = if down.tls { "https" } else { "http" };
-    let headers_copy = req.headers().clone();
-    let facts = RequestFacts {
-        authority: &authority,
-        path: &path,
-        query: query.as_deref(),
-        method: req.method().as_str(),
-        scheme,
-        headers: &headers_copy,
-    };
-    let Some((_, route)) = table.route(&facts) else {
+    let selected = table
+        .route(&RequestFacts {
+            authority: &authority,
+            path: &path,
+            query: query.as_deref(),
+            method: req.method().as_str(),
+            scheme,
+            headers: req.headers(),
+        })
+        .map(|(_, r)| r);
+    let Some(route) = selected else {
         let resp = local(
             StatusCode::NOT_FOUND,
             "route_not_found",
@@ -382,12 +383,17 @@ pub async fn handle(
         };
         let rec = record(&service, upstream_peer.as_deref());
         let in_flight = InFlight::start(proxy.outstanding.counter(addr));
+        let target = Target {
+            addr,
+            tls,
+            connect_timeout: cluster.connect_timeout,
+            pooled,
+        };
         return Ok(send(
             &proxy,
             req,
             sender,
-            pooled,
-            addr,
+            target,
             &authority,
             &path_and_query,
             fwd.timeout,
@@ -483,8 +489,7 @@ async fn send(
     proxy: &Arc<Proxy>,
     mut req: Request<Incoming>,
     sender: Sender,
-    pooled: bool,
-    addr: SocketAddr,
+    target: Target,
     authority: &str,
     path_and_query: &str,
     timeout: Option<std::time::Duration>,
@@ -492,6 +497,12 @@ async fn send(
     in_flight: InFlight,
     record: Record,
 ) -> Response<RespBody> {
+    let Target {
+        addr,
+        tls,
+        connect_timeout,
+        pooled,
+    } = target;
     let down_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let is_connect = req.method() == Method::CONNECT;
     let (mut parts, body) = req.into_parts();
@@ -538,8 +549,23 @@ async fn send(
             {
                 parts.headers.insert(header::HOST, v);
             }
-            let result =
-                with_timeout(timeout, s.send_request(Request::from_parts(parts, body))).await;
+            let req = Request::from_parts(parts, body);
+            let result = match with_timeout_try(timeout, s.try_send_request(req)).await {
+                // A pooled connection the upstream closed while idle: the
+                // request was not sent, so it goes on a fresh connection.
+                Err(Unsent::NotSent(req, e)) if pooled => {
+                    match proxy.pools.http1(addr, &tls, connect_timeout).await {
+                        Ok((fresh, _)) => {
+                            s = fresh;
+                            with_timeout(timeout, s.send_request(*req)).await
+                        }
+                        Err(_) => Err(SendError::Hyper(e)),
+                    }
+                }
+                Err(Unsent::NotSent(_, e) | Unsent::Failed(e)) => Err(SendError::Hyper(e)),
+                Err(Unsent::Timeout) => Err(SendError::Timeout),
+                Ok(resp) => Ok(resp),
+            };
             if pooled && !upgrade {
                 proxy.pools.release(addr, s);
             }
@@ -597,6 +623,46 @@ async fn send(
             _record: Some(record),
         }
         .boxed_unsync()
+    })
+}
+
+/// Where one attempt goes.
+struct Target {
+    addr: SocketAddr,
+    tls: UpstreamTls,
+    connect_timeout: std::time::Duration,
+    /// The sender came from (and returns to) the pool.
+    pooled: bool,
+}
+
+enum Unsent {
+    Timeout,
+    /// Not written to the connection: safe to send elsewhere.
+    NotSent(Box<Request<Incoming>>, hyper::Error),
+    Failed(hyper::Error),
+}
+
+async fn with_timeout_try<F>(
+    timeout: Option<std::time::Duration>,
+    fut: F,
+) -> Result<Response<Incoming>, Unsent>
+where
+    F: std::future::Future<
+            Output = Result<
+                Response<Incoming>,
+                hyper::client::conn::TrySendError<Request<Incoming>>,
+            >,
+        >,
+{
+    let r = match timeout {
+        Some(t) => tokio::time::timeout(t, fut)
+            .await
+            .map_err(|_| Unsent::Timeout)?,
+        None => fut.await,
+    };
+    r.map_err(|mut e| match e.take_message() {
+        Some(req) => Unsent::NotSent(Box::new(req), e.into_error()),
+        None => Unsent::Failed(e.into_error()),
     })
 }
 
