@@ -23,7 +23,6 @@ use super::headers::{self, X_WEFT_REASON};
 use super::lb::{self, InFlight};
 use super::upstream::{Sender, UpstreamError};
 use super::{Direction, Downstream, Proxy};
-use crate::config::Snapshot;
 use crate::config::model::{
     Discovery, Forward, PathMatch, Redirect, RequestFacts, RouteAction, RouteSource, RouteTable,
     UpstreamTls,
@@ -238,7 +237,10 @@ pub async fn handle(
         let resp = local(
             StatusCode::NOT_FOUND,
             "route_not_found",
-            format!("no route configuration for this listener (RDS {routes:?} not received)"),
+            match &routes {
+                RouteSource::Rds(name) => format!("route configuration {name:?} not received yet"),
+                RouteSource::Inline(t) => format!("route configuration {:?} unavailable", t.name),
+            },
         );
         return Ok(with_record(resp, record(host_only(&authority), None)));
     };
@@ -524,8 +526,22 @@ async fn send(
             };
             parts.version = Version::HTTP_2;
             parts.headers.remove(header::HOST);
-            let fut = s.send_request(Request::from_parts(parts, body));
-            with_timeout(timeout, fut).await
+            let req = Request::from_parts(parts, body);
+            match with_timeout_try(timeout, s.try_send_request(req)).await {
+                Ok(resp) => Ok(resp),
+                // The shared connection closed (GOAWAY) before the request
+                // was written: send it on a new one.
+                Err(Unsent::NotSent(req, e)) => {
+                    match proxy.pools.sender(addr, &tls, true, connect_timeout).await {
+                        Ok((Sender::H2(mut fresh), _)) => {
+                            with_timeout(timeout, fresh.send_request(*req)).await
+                        }
+                        _ => Err(SendError::Hyper(e)),
+                    }
+                }
+                Err(Unsent::Failed(e)) => Err(SendError::Hyper(e)),
+                Err(Unsent::Timeout) => Err(SendError::Timeout),
+            }
         }
         Sender::H1(mut s) => {
             if !is_connect {
@@ -684,15 +700,6 @@ where
             Err(_) => Err(SendError::Timeout),
         },
         None => fut.await.map_err(SendError::Hyper),
-    }
-}
-
-/// Whether the snapshot can serve routes named `source` (for logs).
-pub fn describe(source: &RouteSource, snapshot: &Snapshot) -> String {
-    match source {
-        RouteSource::Rds(n) if snapshot.routes.contains_key(n) => format!("rds {n}"),
-        RouteSource::Rds(n) => format!("rds {n} (missing)"),
-        RouteSource::Inline(t) => format!("inline {}", t.name),
     }
 }
 
