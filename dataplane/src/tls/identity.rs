@@ -86,7 +86,8 @@ pub struct IdentityState {
     pub id: SpiffeId,
     pub chain: Vec<CertificateDer<'static>>,
     pub roots: Vec<CertificateDer<'static>>,
-    /// Unix seconds.
+    /// Validity of the leaf, Unix seconds (renew at half-life).
+    pub not_before: Option<i64>,
     pub not_after: Option<i64>,
     key: KeyDer,
     certified: Arc<CertifiedKey>,
@@ -100,6 +101,7 @@ impl IdentityState {
         let leaf = identity.chain.first().ok_or(TlsError::EmptyChain)?;
         let id = spiffe_id(leaf).ok_or(TlsError::NoSpiffeId)?;
         let not_after = not_after(leaf);
+        let not_before = super::spiffe::not_before(leaf);
         let bundle = Arc::new(
             TrustBundle::new(&identity.roots).map_err(|e| TlsError::TrustBundle(e.to_string()))?,
         );
@@ -128,6 +130,7 @@ impl IdentityState {
             id,
             chain: identity.chain,
             roots: identity.roots,
+            not_before,
             not_after,
             key,
             certified,
