@@ -157,7 +157,7 @@ fn ns_of(principal: &str) -> String {
 }
 
 fn peers(proxy: &Proxy, down: &Downstream, service: &str, upstream_peer: Option<&str>) -> Peers {
-    let own = proxy.identity.current().id.to_string();
+    let own = proxy.identity.current().id_text.clone();
     let me = &proxy.settings.workload;
     let unknown = || "unknown".to_owned();
     match down.direction {
@@ -317,7 +317,7 @@ pub async fn handle(
             }
             Direction::Inbound => {
                 headers::forwarded(h, down.peer.ip(), scheme);
-                let own = proxy.identity.current().id.to_string();
+                let own = proxy.identity.current().id_text.clone();
                 headers::set_client_cert(h, Some(&own), down.peer_id.as_deref());
             }
             Direction::Outbound => headers::set_client_cert(h, None, None),

@@ -84,6 +84,8 @@ fn provider() -> Arc<CryptoProvider> {
 pub struct IdentityState {
     pub generation: u64,
     pub id: SpiffeId,
+    /// `id` as text (metric labels, headers).
+    pub id_text: String,
     pub chain: Vec<CertificateDer<'static>>,
     pub roots: Vec<CertificateDer<'static>>,
     /// Validity of the leaf, Unix seconds (renew at half-life).
@@ -127,6 +129,7 @@ impl IdentityState {
         server.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec(), ALPN_TCP.to_vec()];
         Ok(Self {
             generation,
+            id_text: id.to_string(),
             id,
             chain: identity.chain,
             roots: identity.roots,
