@@ -632,3 +632,84 @@ async fn connect_tunnels_and_h2c_upgrade_requests_pass() {
     assert_eq!(report["headers"]["upgrade"], "h2c");
     assert!(report["headers"]["http2-settings"].is_string());
 }
+
+#[tokio::test]
+async fn connect_failures_are_retried_on_another_endpoint() {
+    use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+    use envoy_types::pb::envoy::config::route::v3::{RetryPolicy, RouteConfiguration, route};
+    use envoy_types::pb::google::protobuf::UInt32Value;
+    use prost::Message;
+
+    let mesh = Mesh::start(MeshOptions::default()).await;
+    let config = &mesh.client.proxy.config;
+    let cluster = envoy::outbound_name(mesh.outbound.port(), FQDN);
+    let resources = config.resources();
+    // A second endpoint nobody listens on (plaintext: not meshed).
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut cla = ClusterLoadAssignment::decode(
+        resources
+            .get(type_url::ENDPOINT, &cluster)
+            .unwrap()
+            .value
+            .as_slice(),
+    )
+    .unwrap();
+    let mut extra = cla.endpoints[0].lb_endpoints[0].clone();
+    extra.metadata = None;
+    if let Some(
+        envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier::Endpoint(ep),
+    ) = &mut extra.host_identifier
+    {
+        ep.address = Some(envoy::addr("127.0.0.1", dead.port()));
+    }
+    cla.endpoints[0].lb_endpoints.push(extra);
+    config
+        .apply(
+            type_url::ENDPOINT,
+            vec![(cluster.clone(), envoy::any(&cla))],
+            &[],
+        )
+        .unwrap();
+
+    // Without retries, round robin sends every other request to the dead one.
+    let mut s = h1(mesh.outbound).await;
+    let mut failures = 0;
+    for _ in 0..10 {
+        let (status, headers, _) = get(&mut s, &mesh.authority(), "/").await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(headers["x-weft-reason"], "upstream_connect_failure");
+            failures += 1;
+        }
+    }
+    assert_eq!(
+        failures, 5,
+        "round robin alternates between the two endpoints"
+    );
+
+    let route_name = mesh.outbound.port().to_string();
+    let mut rc = RouteConfiguration::decode(
+        resources
+            .get(type_url::ROUTE, &route_name)
+            .unwrap()
+            .value
+            .as_slice(),
+    )
+    .unwrap();
+    if let Some(route::Action::Route(ra)) = &mut rc.virtual_hosts[0].routes[0].action {
+        ra.retry_policy = Some(RetryPolicy {
+            retry_on: "connect-failure,refused-stream".into(),
+            num_retries: Some(UInt32Value { value: 2 }),
+            ..Default::default()
+        });
+    }
+    config
+        .apply(type_url::ROUTE, vec![(route_name, envoy::any(&rc))], &[])
+        .unwrap();
+    for _ in 0..10 {
+        let (status, _, body) = get(&mut s, &mesh.authority(), "/").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+}

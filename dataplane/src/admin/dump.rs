@@ -11,7 +11,7 @@ use crate::proxy::Proxy;
 use crate::tls::spiffe;
 
 fn pool() -> Option<DescriptorPool> {
-    DescriptorPool::decode(crate::config::bootstrap::DESCRIPTORS).ok()
+    crate::config::bootstrap::descriptor_pool().ok()
 }
 
 pub fn config_dump(config: &ConfigHandle) -> Value {

@@ -24,6 +24,12 @@ use super::{Any, ConfigError, Resources};
 pub(crate) static DESCRIPTORS: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/envoy_descriptors.bin"));
 
+/// The Envoy protobuf descriptors (decoded on each call: only bootstrap
+/// loading and the admin dump need them, and they are large).
+pub fn descriptor_pool() -> Result<DescriptorPool, String> {
+    DescriptorPool::decode(DESCRIPTORS).map_err(|e| format!("embedded Envoy descriptors: {e}"))
+}
+
 fn err(path: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Bootstrap {
         path: path.to_owned(),
@@ -57,8 +63,7 @@ pub fn load_value(source: &str, value: Value) -> Result<Resources, ConfigError> 
         },
         _ => return Err(err(source, "expected a list of resources")),
     };
-    let pool = DescriptorPool::decode(DESCRIPTORS)
-        .map_err(|e| err(source, format!("embedded Envoy descriptors: {e}")))?;
+    let pool = descriptor_pool().map_err(|e| err(source, e))?;
     let mut out = Resources::default();
     for (i, item) in items.into_iter().enumerate() {
         let Value::Object(mut obj) = item else {

@@ -532,22 +532,6 @@ pub struct Endpoint {
     pub socket_match: BTreeMap<String, String>,
 }
 
-/// A TLS certificate and key from an SDS secret (PEM).
-#[derive(Clone)]
-pub struct CertificateSecret {
-    pub chain_pem: Vec<u8>,
-    pub key_pem: Vec<u8>,
-}
-
-impl std::fmt::Debug for CertificateSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CertificateSecret")
-            .field("chain_pem_bytes", &self.chain_pem.len())
-            .field("key_pem", &"<redacted>")
-            .finish()
-    }
-}
-
 /// An SDS secret.
 #[derive(Clone, Debug)]
 pub enum SecretConfig {

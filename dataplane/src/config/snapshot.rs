@@ -157,6 +157,52 @@ impl Snapshot {
         })
     }
 
+    /// Names of resources of `type_url` this snapshot refers to but that
+    /// are other resources' business to deliver: route configurations
+    /// named by listeners (RDS), assignments named by EDS clusters,
+    /// secrets named by TLS contexts (SDS). An xDS client subscribes to
+    /// these; Listener and Cluster are wildcard.
+    pub fn referenced_names(&self, type_url: &str) -> std::collections::BTreeSet<String> {
+        use super::model::{Discovery, NetworkFilter, RouteSource};
+        let chains = || {
+            self.listeners
+                .values()
+                .flat_map(|l| l.chains.iter().chain(l.default_chain.as_ref()))
+        };
+        match type_url {
+            super::type_url::ROUTE => chains()
+                .filter_map(|c| match &c.filter {
+                    NetworkFilter::Http {
+                        routes: RouteSource::Rds(n),
+                        ..
+                    } => Some(n.clone()),
+                    _ => None,
+                })
+                .collect(),
+            super::type_url::ENDPOINT => self
+                .clusters
+                .values()
+                .filter_map(|c| match &c.discovery {
+                    Discovery::Eds { service_name } => Some(service_name.clone()),
+                    _ => None,
+                })
+                .collect(),
+            super::type_url::SECRET => {
+                let mut names: std::collections::BTreeSet<String> = chains()
+                    .filter_map(|c| match &c.tls {
+                        Some(DownstreamTls::Terminate { secrets }) => Some(secrets.clone()),
+                        _ => None,
+                    })
+                    .flatten()
+                    .collect();
+                // The trust bundle; the workload certificate comes from the CA.
+                names.insert(super::ROOT_CA.to_owned());
+                names
+            }
+            _ => Default::default(),
+        }
+    }
+
     /// The listener bound on `port`, if any.
     pub fn listener_on_port(&self, port: u16) -> Option<&Arc<Listener>> {
         self.listeners.values().find(|l| l.address.port() == port)

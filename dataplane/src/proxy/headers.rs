@@ -76,25 +76,54 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// A random UUID v4.
+/// A random UUID v4 (a per-thread generator seeded from the system RNG:
+/// request ids need uniqueness, not secrecy, and no syscall per request).
 pub fn request_id() -> String {
-    let mut b = [0u8; 16];
-    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).is_err() {
-        let r = crate::proxy::lb::random().to_le_bytes();
-        b[..8].copy_from_slice(&r);
-        b[8..].copy_from_slice(&crate::proxy::lb::random().to_le_bytes());
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<(u64, u64)> = Cell::new(seed());
     }
+    fn seed() -> (u64, u64) {
+        let mut b = [0u8; 16];
+        if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).is_err() {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            return (t | 1, crate::proxy::lb::random() | 1);
+        }
+        let mut a = [0u8; 8];
+        let mut c = [0u8; 8];
+        a.copy_from_slice(&b[..8]);
+        c.copy_from_slice(&b[8..]);
+        (u64::from_le_bytes(a) | 1, u64::from_le_bytes(c) | 1)
+    }
+    // xorshift128+
+    let (hi, lo) = STATE.with(|s| {
+        let (mut x, y) = s.get();
+        x ^= x << 23;
+        let next = (y, x ^ y ^ (x >> 17) ^ (y >> 26));
+        s.set(next);
+        let (mut x2, y2) = next;
+        x2 ^= x2 << 23;
+        let after = (y2, x2 ^ y2 ^ (x2 >> 17) ^ (y2 >> 26));
+        s.set(after);
+        (next.1.wrapping_add(next.0), after.1.wrapping_add(after.0))
+    });
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&hi.to_le_bytes());
+    b[8..].copy_from_slice(&lo.to_le_bytes());
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(36);
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        out.push(HEX[usize::from(byte >> 4)] as char);
+        out.push(HEX[usize::from(byte & 0xf)] as char);
+    }
+    out
 }
 
 /// Keeps an incoming `x-request-id`, generates one when absent.

@@ -23,7 +23,6 @@ use super::headers::{self, X_WEFT_REASON};
 use super::lb::{self, InFlight};
 use super::upstream::{Sender, UpstreamError};
 use super::{Direction, Downstream, Proxy};
-use crate::config::Snapshot;
 use crate::config::model::{
     Discovery, Forward, PathMatch, Redirect, RequestFacts, RouteAction, RouteSource, RouteTable,
     UpstreamTls,
@@ -158,7 +157,7 @@ fn ns_of(principal: &str) -> String {
 }
 
 fn peers(proxy: &Proxy, down: &Downstream, service: &str, upstream_peer: Option<&str>) -> Peers {
-    let own = proxy.identity.current().id.to_string();
+    let own = proxy.identity.current().id_text.clone();
     let me = &proxy.settings.workload;
     let unknown = || "unknown".to_owned();
     match down.direction {
@@ -238,7 +237,10 @@ pub async fn handle(
         let resp = local(
             StatusCode::NOT_FOUND,
             "route_not_found",
-            format!("no route configuration for this listener (RDS {routes:?} not received)"),
+            match &routes {
+                RouteSource::Rds(name) => format!("route configuration {name:?} not received yet"),
+                RouteSource::Inline(t) => format!("route configuration {:?} unavailable", t.name),
+            },
         );
         return Ok(with_record(resp, record(host_only(&authority), None)));
     };
@@ -249,16 +251,17 @@ pub async fn handle(
     };
     let query = req.uri().query().map(str::to_owned);
     let scheme = if down.tls { "https" } else { "http" };
-    let headers_copy = req.headers().clone();
-    let facts = RequestFacts {
-        authority: &authority,
-        path: &path,
-        query: query.as_deref(),
-        method: req.method().as_str(),
-        scheme,
-        headers: &headers_copy,
-    };
-    let Some((_, route)) = table.route(&facts) else {
+    let selected = table
+        .route(&RequestFacts {
+            authority: &authority,
+            path: &path,
+            query: query.as_deref(),
+            method: req.method().as_str(),
+            scheme,
+            headers: req.headers(),
+        })
+        .map(|(_, r)| r);
+    let Some(route) = selected else {
         let resp = local(
             StatusCode::NOT_FOUND,
             "route_not_found",
@@ -314,7 +317,7 @@ pub async fn handle(
             }
             Direction::Inbound => {
                 headers::forwarded(h, down.peer.ip(), scheme);
-                let own = proxy.identity.current().id.to_string();
+                let own = proxy.identity.current().id_text.clone();
                 headers::set_client_cert(h, Some(&own), down.peer_id.as_deref());
             }
             Direction::Outbound => headers::set_client_cert(h, None, None),
@@ -382,12 +385,17 @@ pub async fn handle(
         };
         let rec = record(&service, upstream_peer.as_deref());
         let in_flight = InFlight::start(proxy.outstanding.counter(addr));
+        let target = Target {
+            addr,
+            tls,
+            connect_timeout: cluster.connect_timeout,
+            pooled,
+        };
         return Ok(send(
             &proxy,
             req,
             sender,
-            pooled,
-            addr,
+            target,
             &authority,
             &path_and_query,
             fwd.timeout,
@@ -483,8 +491,7 @@ async fn send(
     proxy: &Arc<Proxy>,
     mut req: Request<Incoming>,
     sender: Sender,
-    pooled: bool,
-    addr: SocketAddr,
+    target: Target,
     authority: &str,
     path_and_query: &str,
     timeout: Option<std::time::Duration>,
@@ -492,6 +499,12 @@ async fn send(
     in_flight: InFlight,
     record: Record,
 ) -> Response<RespBody> {
+    let Target {
+        addr,
+        tls,
+        connect_timeout,
+        pooled,
+    } = target;
     let down_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let is_connect = req.method() == Method::CONNECT;
     let (mut parts, body) = req.into_parts();
@@ -513,8 +526,22 @@ async fn send(
             };
             parts.version = Version::HTTP_2;
             parts.headers.remove(header::HOST);
-            let fut = s.send_request(Request::from_parts(parts, body));
-            with_timeout(timeout, fut).await
+            let req = Request::from_parts(parts, body);
+            match with_timeout_try(timeout, s.try_send_request(req)).await {
+                Ok(resp) => Ok(resp),
+                // The shared connection closed (GOAWAY) before the request
+                // was written: send it on a new one.
+                Err(Unsent::NotSent(req, e)) => {
+                    match proxy.pools.sender(addr, &tls, true, connect_timeout).await {
+                        Ok((Sender::H2(mut fresh), _)) => {
+                            with_timeout(timeout, fresh.send_request(*req)).await
+                        }
+                        _ => Err(SendError::Hyper(e)),
+                    }
+                }
+                Err(Unsent::Failed(e)) => Err(SendError::Hyper(e)),
+                Err(Unsent::Timeout) => Err(SendError::Timeout),
+            }
         }
         Sender::H1(mut s) => {
             if !is_connect {
@@ -538,8 +565,23 @@ async fn send(
             {
                 parts.headers.insert(header::HOST, v);
             }
-            let result =
-                with_timeout(timeout, s.send_request(Request::from_parts(parts, body))).await;
+            let req = Request::from_parts(parts, body);
+            let result = match with_timeout_try(timeout, s.try_send_request(req)).await {
+                // A pooled connection the upstream closed while idle: the
+                // request was not sent, so it goes on a fresh connection.
+                Err(Unsent::NotSent(req, e)) if pooled => {
+                    match proxy.pools.http1(addr, &tls, connect_timeout).await {
+                        Ok((fresh, _)) => {
+                            s = fresh;
+                            with_timeout(timeout, s.send_request(*req)).await
+                        }
+                        Err(_) => Err(SendError::Hyper(e)),
+                    }
+                }
+                Err(Unsent::NotSent(_, e) | Unsent::Failed(e)) => Err(SendError::Hyper(e)),
+                Err(Unsent::Timeout) => Err(SendError::Timeout),
+                Ok(resp) => Ok(resp),
+            };
             if pooled && !upgrade {
                 proxy.pools.release(addr, s);
             }
@@ -600,6 +642,46 @@ async fn send(
     })
 }
 
+/// Where one attempt goes.
+struct Target {
+    addr: SocketAddr,
+    tls: UpstreamTls,
+    connect_timeout: std::time::Duration,
+    /// The sender came from (and returns to) the pool.
+    pooled: bool,
+}
+
+enum Unsent {
+    Timeout,
+    /// Not written to the connection: safe to send elsewhere.
+    NotSent(Box<Request<Incoming>>, hyper::Error),
+    Failed(hyper::Error),
+}
+
+async fn with_timeout_try<F>(
+    timeout: Option<std::time::Duration>,
+    fut: F,
+) -> Result<Response<Incoming>, Unsent>
+where
+    F: std::future::Future<
+            Output = Result<
+                Response<Incoming>,
+                hyper::client::conn::TrySendError<Request<Incoming>>,
+            >,
+        >,
+{
+    let r = match timeout {
+        Some(t) => tokio::time::timeout(t, fut)
+            .await
+            .map_err(|_| Unsent::Timeout)?,
+        None => fut.await,
+    };
+    r.map_err(|mut e| match e.take_message() {
+        Some(req) => Unsent::NotSent(Box::new(req), e.into_error()),
+        None => Unsent::Failed(e.into_error()),
+    })
+}
+
 enum SendError {
     Timeout,
     Hyper(hyper::Error),
@@ -618,15 +700,6 @@ where
             Err(_) => Err(SendError::Timeout),
         },
         None => fut.await.map_err(SendError::Hyper),
-    }
-}
-
-/// Whether the snapshot can serve routes named `source` (for logs).
-pub fn describe(source: &RouteSource, snapshot: &Snapshot) -> String {
-    match source {
-        RouteSource::Rds(n) if snapshot.routes.contains_key(n) => format!("rds {n}"),
-        RouteSource::Rds(n) => format!("rds {n} (missing)"),
-        RouteSource::Inline(t) => format!("inline {}", t.name),
     }
 }
 

@@ -6,19 +6,26 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 use crate::config::model::{Cluster, Endpoint, LbPolicy};
 
 /// Outstanding requests per endpoint address, shared by all snapshots.
 #[derive(Debug, Default)]
 pub struct Outstanding {
-    by_addr: Mutex<HashMap<SocketAddr, Arc<AtomicUsize>>>,
+    by_addr: RwLock<HashMap<SocketAddr, Arc<AtomicUsize>>>,
 }
 
 impl Outstanding {
     pub fn counter(&self, addr: SocketAddr) -> Arc<AtomicUsize> {
-        let mut map = match self.by_addr.lock() {
+        let found = match self.by_addr.read() {
+            Ok(m) => m.get(&addr).cloned(),
+            Err(p) => p.into_inner().get(&addr).cloned(),
+        };
+        if let Some(c) = found {
+            return c;
+        }
+        let mut map = match self.by_addr.write() {
             Ok(m) => m,
             Err(p) => p.into_inner(),
         };
@@ -26,7 +33,13 @@ impl Outstanding {
     }
 
     pub fn get(&self, addr: SocketAddr) -> usize {
-        self.counter(addr).load(Ordering::Relaxed)
+        match self.by_addr.read() {
+            Ok(m) => m.get(&addr).map_or(0, |c| c.load(Ordering::Relaxed)),
+            Err(p) => p
+                .into_inner()
+                .get(&addr)
+                .map_or(0, |c| c.load(Ordering::Relaxed)),
+        }
     }
 }
 

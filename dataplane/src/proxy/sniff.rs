@@ -121,10 +121,6 @@ impl<T> Prefixed<T> {
             inner,
         }
     }
-
-    pub fn inner(&self) -> &T {
-        &self.inner
-    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {

@@ -18,7 +18,7 @@ fn tcp_peers(
     service: &str,
     upstream_peer: Option<&str>,
 ) -> Peers {
-    let own = proxy.identity.current().id.to_string();
+    let own = proxy.identity.current().id_text.clone();
     let me = &proxy.settings.workload;
     let ns = |p: &str| {
         crate::tls::SpiffeId::parse(p)

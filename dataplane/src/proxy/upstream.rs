@@ -221,7 +221,14 @@ impl Pools {
                 sender: sender.clone(),
                 peer_id: connected.peer_id.clone(),
             };
-            lock(&self.h2).insert(key, c);
+            let generation = self.identity.current().generation;
+            let mut h2 = lock(&self.h2);
+            // Connections made with a replaced identity take no new
+            // requests; their in-flight streams finish.
+            h2.retain(|k, c| {
+                !c.sender.is_closed() && k.mesh.as_ref().is_none_or(|(g, _)| *g == generation)
+            });
+            h2.insert(key, c);
             return Ok((Sender::H2(sender), connected.peer_id));
         }
         loop {

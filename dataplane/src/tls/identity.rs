@@ -84,9 +84,12 @@ fn provider() -> Arc<CryptoProvider> {
 pub struct IdentityState {
     pub generation: u64,
     pub id: SpiffeId,
+    /// `id` as text (metric labels, headers).
+    pub id_text: String,
     pub chain: Vec<CertificateDer<'static>>,
     pub roots: Vec<CertificateDer<'static>>,
-    /// Unix seconds.
+    /// Validity of the leaf, Unix seconds (renew at half-life).
+    pub not_before: Option<i64>,
     pub not_after: Option<i64>,
     key: KeyDer,
     certified: Arc<CertifiedKey>,
@@ -100,6 +103,7 @@ impl IdentityState {
         let leaf = identity.chain.first().ok_or(TlsError::EmptyChain)?;
         let id = spiffe_id(leaf).ok_or(TlsError::NoSpiffeId)?;
         let not_after = not_after(leaf);
+        let not_before = super::spiffe::not_before(leaf);
         let bundle = Arc::new(
             TrustBundle::new(&identity.roots).map_err(|e| TlsError::TrustBundle(e.to_string()))?,
         );
@@ -125,9 +129,11 @@ impl IdentityState {
         server.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec(), ALPN_TCP.to_vec()];
         Ok(Self {
             generation,
+            id_text: id.to_string(),
             id,
             chain: identity.chain,
             roots: identity.roots,
+            not_before,
             not_after,
             key,
             certified,

@@ -113,6 +113,13 @@ pub fn dns_sans(cert: &CertificateDer<'_>) -> Vec<String> {
     names
 }
 
+/// The start of the certificate's validity as Unix seconds.
+pub fn not_before(cert: &CertificateDer<'_>) -> Option<i64> {
+    X509Certificate::from_der(cert.as_ref())
+        .ok()
+        .map(|(_, c)| c.validity().not_before.timestamp())
+}
+
 /// The certificate's expiry as Unix seconds.
 pub fn not_after(cert: &CertificateDer<'_>) -> Option<i64> {
     X509Certificate::from_der(cert.as_ref())
