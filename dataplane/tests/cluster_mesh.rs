@@ -21,9 +21,11 @@
 //! both principals, `/certs` (admin, loopback: port-forward) shows the
 //! callee's certificate, a pod outside the mesh gets through under
 //! PERMISSIVE and is refused once a STRICT PeerAuthentication applies,
-//! while mesh traffic still passes. Pods are injected with weftd's
-//! injector function (what the webhook runs), so the test needs no
-//! webhook registration.
+//! while mesh traffic still passes. Pods are injected by weftd's real
+//! webhook: the registration weftd renders (scoped to the run's namespace)
+//! calls weftd's webhook server through the same Service, and the
+//! namespace is labelled `istio-injection=enabled`; the pods outside the
+//! mesh opt out with `sidecar.istio.io/inject: "false"`.
 //!
 //! It needs the data path to forward inbound traffic to the application
 //! from 127.0.0.6 (Istio's inbound passthrough source, which the
@@ -32,7 +34,8 @@
 //! `lo` is otherwise captured again (a redirect loop that ends with the
 //! sidecar OOM-killed).
 //!
-//! `make cluster-up CLUSTER=c && make images CLUSTERS=c` (weft-proxy and echo), then
+//! `make cluster-up CLUSTER=c && make images CLUSTERS=c` (weft-proxy and echo),
+//! `kubectl apply -k config/crd` (PeerAuthentication), then
 //! `WEFT_E2E_CLUSTER_A=c cargo test -p weft-proxy --test cluster_mesh -- --ignored`
 
 use std::net::{IpAddr, SocketAddr};
@@ -128,8 +131,6 @@ async fn injected_pod_gets_capture_certificate_and_xds() {
         .expect("ServiceAccount");
 
     // The pod as weftd's injector rewrites it.
-    let mut settings = InjectSettings::new("default", ns.name(), &proxy_image());
-    settings.image_pull_policy = Some("Never".into());
     let pod: Pod = object(json!({
         "metadata": {"name": "echo-meshed", "labels": {"app": "echo"}},
         "spec": {
@@ -142,9 +143,7 @@ async fn injected_pod_gets_capture_certificate_and_xds() {
             }]
         }
     }));
-    let injected = weftd::inject::inject(&pod, &settings)
-        .expect("injected")
-        .pod;
+    let injected = inject(pod, &ns);
     let pods = ns.api::<Pod>();
     pods.create(&pp, &injected).await.expect("pod");
 
@@ -300,7 +299,9 @@ mod translated {
 /// weftd assembled from its parts (index watches → translation → xDS, and
 /// the CA with the real TokenReview) on the host side of the veth.
 struct MeshWeftd {
+    revision: String,
     grpc: SocketAddr,
+    webhook: SocketAddr,
     authority: std::sync::Arc<weftd::ca::Authority>,
     registry: weftd::xds::ProxyRegistry,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -308,7 +309,7 @@ struct MeshWeftd {
 }
 
 impl MeshWeftd {
-    async fn start(ns: &TestNamespace, host: IpAddr) -> Self {
+    async fn start(ns: &TestNamespace, host: IpAddr, revision: &str) -> Self {
         use std::sync::{Arc, Mutex};
         use weftd::ca::{Authority, CaMetrics, CaPolicy, CertificateServer, KubeTokenReviewer};
         use weftd::tls::{self, ServingCert};
@@ -343,12 +344,12 @@ impl MeshWeftd {
             registry.clone(),
             weftd::metrics::Metrics::new(),
         );
-        let names = tls::serving_names("default", ns.name(), "cluster.local");
+        let names = tls::serving_names(revision, ns.name(), "cluster.local");
         let serving = Arc::new(ServingCert::issue(&authority, &names).expect("serving cert"));
-        let config = tls::server_config(authority.roots_der(), serving).expect("tls");
+        let config = tls::server_config(authority.roots_der(), serving.clone()).expect("tls");
         let ca = CertificateServer::new(
             authority.clone(),
-            KubeTokenReviewer::new(client),
+            KubeTokenReviewer::new(client.clone()),
             CaPolicy {
                 trust_domain: "cluster.local".into(),
                 audience: "weft-ca".into(),
@@ -371,8 +372,30 @@ impl MeshWeftd {
                     let _ = stopped.await;
                 }),
         );
+
+        // The injection webhook, with the settings weftd injects with;
+        // `default` is among its tags so `istio-injection=enabled` selects it.
+        let mut settings = InjectSettings::new(revision, ns.name(), &proxy_image());
+        settings.tags = vec!["default".into()];
+        settings.image_pull_policy = Some("Never".into());
+        let (settings_tx, settings_rx) = tokio::sync::watch::channel(settings);
+        let webhooks = weftd::webhook::WebhookServer::new(
+            settings_rx,
+            Arc::new(client),
+            tls::webhook_server_config(serving).expect("webhook tls"),
+        );
+        let listener = tokio::net::TcpListener::bind(SocketAddr::new(host, 0))
+            .await
+            .expect("bind the webhook");
+        let webhook = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _keep = settings_tx;
+            let _ = webhooks.serve(listener, std::future::pending::<()>()).await;
+        });
         Self {
+            revision: revision.to_owned(),
             grpc,
+            webhook,
             authority,
             registry,
             stop: Some(stop),
@@ -392,16 +415,21 @@ impl Drop for MeshWeftd {
     }
 }
 
-/// The Service + Endpoints that make `weftd-default.<ns>.svc:15012` reach
-/// `grpc`, and the mesh root ConfigMap the injector mounts.
-async fn expose_weftd(ns: &TestNamespace, host: IpAddr, grpc: SocketAddr, root_pem: String) {
+/// The Service + Endpoints that make `weftd-<rev>.<ns>.svc` reach weftd
+/// on the host (15012: xDS + CA, 15017: webhooks), and the mesh root
+/// ConfigMap the injector mounts.
+async fn expose_weftd(ns: &TestNamespace, host: IpAddr, weftd: &MeshWeftd, root_pem: String) {
     let pp = PostParams::default();
+    let name = format!("weftd-{}", weftd.revision);
     ns.api::<Service>()
         .create(
             &pp,
             &object(json!({
-                "metadata": {"name": "weftd-default"},
-                "spec": {"ports": [{"name": "grpc-xds-tls", "port": 15012, "targetPort": grpc.port()}]}
+                "metadata": {"name": name},
+                "spec": {"ports": [
+                    {"name": "grpc-xds-tls", "port": 15012, "targetPort": weftd.grpc.port()},
+                    {"name": "https-webhook", "port": 15017, "targetPort": weftd.webhook.port()}
+                ]}
             })),
         )
         .await
@@ -410,9 +438,12 @@ async fn expose_weftd(ns: &TestNamespace, host: IpAddr, grpc: SocketAddr, root_p
         .create(
             &pp,
             &object(json!({
-                "metadata": {"name": "weftd-default"},
+                "metadata": {"name": name},
                 "subsets": [{"addresses": [{"ip": host.to_string()}],
-                             "ports": [{"name": "grpc-xds-tls", "port": grpc.port()}]}]
+                             "ports": [
+                                {"name": "grpc-xds-tls", "port": weftd.grpc.port()},
+                                {"name": "https-webhook", "port": weftd.webhook.port()}
+                             ]}]
             })),
         )
         .await
@@ -438,27 +469,100 @@ fn inject(pod: Pod, ns: &TestNamespace) -> Pod {
         .pod
 }
 
-/// An echo Deployment whose pod template is injected.
-fn injected_deployment(
-    ns: &TestNamespace,
-    name: &str,
-    service_account: &str,
-) -> k8s_openapi::api::apps::v1::Deployment {
-    let mut d = weft_e2e::echo::deployment(name, "v1", 1);
-    if let Some(template) = d.spec.as_mut().map(|s| &mut s.template) {
-        if let Some(spec) = template.spec.as_mut() {
-            spec.service_account_name = Some(service_account.to_owned());
-        }
-        let pod = Pod {
-            metadata: template.metadata.clone().unwrap_or_default(),
-            spec: template.spec.clone(),
-            ..Default::default()
-        };
-        let injected = inject(pod, ns);
-        template.metadata = Some(injected.metadata);
-        template.spec = injected.spec;
+/// Label scoping this run's webhook to this run's namespace, so other
+/// namespaces of a shared cluster never reach it.
+const RUN_LABEL: &str = "weft.dev/e2e-proxy-run";
+
+/// Deletes the webhook registration when the test ends (also on failure).
+struct WebhookGuard {
+    api: kube::Api<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration>,
+    name: String,
+}
+
+impl WebhookGuard {
+    /// Deletes the registration and waits for it.
+    async fn remove(mut self) {
+        let name = std::mem::take(&mut self.name);
+        self.api
+            .delete(&name, &DeleteParams::default())
+            .await
+            .expect("delete the MutatingWebhookConfiguration");
     }
-    d
+}
+
+/// Best effort when a test fails before [`WebhookGuard::remove`]; the
+/// registration only selects this run's (deleted) namespace anyway.
+impl Drop for WebhookGuard {
+    fn drop(&mut self) {
+        let (api, name) = (self.api.clone(), self.name.clone());
+        if name.is_empty() {
+            return;
+        }
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = api.delete(&name, &DeleteParams::default()).await;
+            });
+        }
+    }
+}
+
+/// weftd's injector registration as weftd renders it (revision + the
+/// `default` tag, so `istio-injection=enabled` selects it), scoped to this
+/// run's namespace.
+async fn register_injector(ns: &TestNamespace, weftd: &MeshWeftd) -> WebhookGuard {
+    use weftd::webhook::config::{Endpoint, mutating_webhook_configuration};
+    let endpoint = Endpoint::Service {
+        namespace: ns.name().to_owned(),
+        name: format!("weftd-{}", weftd.revision),
+    };
+    let mut config = mutating_webhook_configuration(
+        &weftd.revision,
+        &weftd.revision,
+        true,
+        &endpoint,
+        weftd.authority.trust_bundle_pem().as_bytes(),
+    );
+    for w in config.webhooks.iter_mut().flatten() {
+        w.namespace_selector
+            .get_or_insert_with(Default::default)
+            .match_labels
+            .get_or_insert_with(Default::default)
+            .insert(RUN_LABEL.to_owned(), ns.name().to_owned());
+    }
+    let api = kube::Api::all(ns.client());
+    let created = api
+        .create(&PostParams::default(), &config)
+        .await
+        .expect("MutatingWebhookConfiguration");
+    WebhookGuard {
+        api,
+        name: created.metadata.name.unwrap_or_default(),
+    }
+}
+
+/// Adds `labels` (and the run label) to the test namespace.
+async fn label_namespace(ns: &TestNamespace, labels: serde_json::Value) {
+    let mut labels = labels;
+    if let Some(map) = labels.as_object_mut() {
+        map.insert(RUN_LABEL.to_owned(), json!(ns.name()));
+    }
+    kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(ns.client())
+        .patch(
+            ns.name(),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"labels": labels}})),
+        )
+        .await
+        .expect("label the namespace");
+}
+
+/// Names of a pod's init containers (the injected ones come first).
+fn init_names(pod: &Pod) -> Vec<String> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.init_containers.iter().flatten())
+        .map(|c| c.name.clone())
+        .collect()
 }
 
 /// GET `path` on `addr` (HTTP/1.0, from the host).
@@ -480,8 +584,11 @@ async fn two_injected_pods_talk_over_mtls() {
         .await
         .expect("namespace");
     let host = host_ip(&cluster).await;
-    let weftd = MeshWeftd::start(&ns, host).await;
-    expose_weftd(&ns, host, weftd.grpc, weftd.authority.trust_bundle_pem()).await;
+    let revision = format!("pm-{}", ns.name().rsplit('-').next().unwrap_or("x"));
+    let weftd = MeshWeftd::start(&ns, host, &revision).await;
+    expose_weftd(&ns, host, &weftd, weftd.authority.trust_bundle_pem()).await;
+    let webhook = register_injector(&ns, &weftd).await;
+    label_namespace(&ns, json!({"istio-injection": "enabled"})).await;
 
     // The callee: an injected echo Deployment; Available only once its
     // sidecar is ready (certificate + listeners from weftd).
@@ -492,7 +599,10 @@ async fn two_injected_pods_talk_over_mtls() {
         )
         .await
         .expect("ServiceAccount");
-    let callee = injected_deployment(&ns, "echo-b", "echo-b");
+    let mut callee = weft_e2e::echo::deployment("echo-b", "v1", 1);
+    if let Some(spec) = callee.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+        spec.service_account_name = Some("echo-b".into());
+    }
     if let Err(e) =
         weft_e2e::echo::deploy_objects(&ns, &callee, &weft_e2e::echo::service("echo-b")).await
     {
@@ -521,15 +631,12 @@ async fn two_injected_pods_talk_over_mtls() {
         );
     }
 
-    // The caller: an injected one-shot echo client.
+    // The caller: a one-shot echo client, injected by the webhook.
     let url = format!("http://echo-b.{}.svc.cluster.local:8080/", ns.name());
-    let caller = inject(
-        weft_e2e::pods::one_shot_pod(
-            "caller",
-            &weft_e2e::echo::image(),
-            &["client", "--url", &url],
-        ),
-        &ns,
+    let caller = weft_e2e::pods::one_shot_pod(
+        "caller",
+        &weft_e2e::echo::image(),
+        &["client", "--url", &url],
     );
     let run = weft_e2e::pods::run_pod(&ns, caller, TIMEOUT)
         .await
@@ -617,6 +724,11 @@ async fn two_injected_pods_talk_over_mtls() {
         .await
         .expect("pods")
         .items;
+    assert_eq!(
+        init_names(&pods[0])[..2],
+        ["weft-init", "weft-proxy"],
+        "the webhook injected the callee"
+    );
     let ip: IpAddr = pods[0]
         .status
         .as_ref()
@@ -647,7 +759,16 @@ async fn two_injected_pods_talk_over_mtls() {
 
     // A pod outside the mesh: PERMISSIVE (the default) lets it in …
     let plain = |name: &str| {
-        weft_e2e::pods::one_shot_pod(name, &weft_e2e::echo::image(), &["client", "--url", &url])
+        let mut pod = weft_e2e::pods::one_shot_pod(
+            name,
+            &weft_e2e::echo::image(),
+            &["client", "--url", &url],
+        );
+        pod.metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert("sidecar.istio.io/inject".into(), "false".into());
+        pod
     };
     let run = weft_e2e::pods::run_pod(&ns, plain("plain-permissive"), TIMEOUT)
         .await
@@ -682,19 +803,17 @@ async fn two_injected_pods_talk_over_mtls() {
         weft_e2e::echo::http_reports(&refused).is_empty(),
         "refused: no answer from the app: {refused:?}"
     );
-    let caller = inject(
-        weft_e2e::pods::one_shot_pod(
-            "caller-strict",
-            &weft_e2e::echo::image(),
-            &["client", "--url", &url],
-        ),
-        &ns,
+    let caller = weft_e2e::pods::one_shot_pod(
+        "caller-strict",
+        &weft_e2e::echo::image(),
+        &["client", "--url", &url],
     );
     let run = weft_e2e::pods::run_pod(&ns, caller, TIMEOUT)
         .await
         .expect("caller ran");
     assert!(run.succeeded(), "mesh traffic passes STRICT: {run:?}");
 
+    webhook.remove().await;
     drop(weftd);
     ns.cleanup().await.expect("cleanup");
 }
