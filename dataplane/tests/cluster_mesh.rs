@@ -34,8 +34,7 @@
 //! `lo` is otherwise captured again (a redirect loop that ends with the
 //! sidecar OOM-killed).
 //!
-//! `make cluster-up CLUSTER=c && make images CLUSTERS=c` (weft-proxy and echo),
-//! `kubectl apply -k config/crd` (PeerAuthentication), then
+//! `make cluster-up CLUSTER=c && make images CLUSTERS=c` (weft-proxy and echo), then
 //! `WEFT_E2E_CLUSTER_A=c cargo test -p weft-proxy --test cluster_mesh -- --ignored`
 
 use std::net::{IpAddr, SocketAddr};
@@ -584,6 +583,7 @@ async fn two_injected_pods_talk_over_mtls() {
         .await
         .expect("namespace");
     let host = host_ip(&cluster).await;
+    install_crds(&cluster).await;
     let revision = format!("pm-{}", ns.name().rsplit('-').next().unwrap_or("x"));
     let weftd = MeshWeftd::start(&ns, host, &revision).await;
     expose_weftd(&ns, host, &weftd, weftd.authority.trust_bundle_pem()).await;
@@ -818,6 +818,34 @@ async fn two_injected_pods_talk_over_mtls() {
     ns.cleanup().await.expect("cleanup");
 }
 
+/// Weft's CRDs (PeerAuthentication and the rest the index watches).
+async fn install_crds(cluster: &Cluster) {
+    let crds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/crd");
+    let kubectl = cluster.kubectl();
+    kubectl
+        .run(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=weft-e2e",
+            "-k",
+            &crds.to_string_lossy(),
+        ])
+        .await
+        .expect("CRDs applied");
+    kubectl
+        .run(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd",
+            "-l",
+            "app.kubernetes.io/part-of=weft",
+        ])
+        .await
+        .expect("CRDs established");
+}
+
 /// A namespace-wide PeerAuthentication with `mode`.
 async fn peer_authentication(ns: &TestNamespace, mode: &str) {
     use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
@@ -832,7 +860,7 @@ async fn peer_authentication(ns: &TestNamespace, mode: &str) {
     }));
     api.create(&PostParams::default(), &obj)
         .await
-        .expect("PeerAuthentication (are Weft's CRDs installed? kubectl apply -k config/crd)");
+        .expect("PeerAuthentication");
 }
 
 /// GET `path` on the pod's loopback-only admin port (15000) through
