@@ -23,13 +23,14 @@ STATIC_BIN_DIR := target/$(STATIC_TARGET)/release
 WEFT_IMAGE_NAMES :=
 WEFT_IMAGE_PACKAGES :=
 
-# weft-image <name> <package> <binary> <build-image.sh options>
+# weft-image <name> <package> <binary> <build-image.sh options> [<extra files or dirs>]
 define weft-image
 WEFT_IMAGE_NAMES += $(1)
 WEFT_IMAGE_PACKAGES += $(2)
 IMAGE_REF_$(1) := $(IMAGE_REGISTRY)/$(1):$(IMAGE_TAG)
 IMAGE_BIN_$(1) := $(STATIC_BIN_DIR)/$(3)
 IMAGE_OPTS_$(1) := $(4)
+IMAGE_EXTRA_$(1) := $(5)
 endef
 
 .PHONY: images images-build images-static images-list
@@ -52,8 +53,9 @@ if ! file -L "$$bin" | grep -q 'statically linked\|static-pie linked'; then \
   echo "images: $$bin is not static: $$(file -L $$bin)" >&2; exit 1; fi; \
 if ldd "$$bin" >/dev/null 2>&1 && ! ldd "$$bin" 2>&1 | grep -q 'statically linked'; then \
   echo "images: ldd lists shared libraries for $$bin:" >&2; ldd "$$bin" >&2; exit 1; fi; \
-if [ ! -f "$$tar" ] || [ "$$bin" -nt "$$tar" ] || [ e2e/cluster/build-image.sh -nt "$$tar" ] || [ e2e/images.mk -nt "$$tar" ]; then \
-  e2e/cluster/build-image.sh $(IMAGE_OPTS_$(1)) "$(IMAGE_REF_$(1))" "$$tar" "$$bin"; \
+stale=""; for x in $(IMAGE_EXTRA_$(1)); do if [ "$$x" -nt "$$tar" ]; then stale=1; fi; done; \
+if [ ! -f "$$tar" ] || [ -n "$$stale" ] || [ "$$bin" -nt "$$tar" ] || [ e2e/cluster/build-image.sh -nt "$$tar" ] || [ e2e/images.mk -nt "$$tar" ]; then \
+  e2e/cluster/build-image.sh $(IMAGE_OPTS_$(1)) "$(IMAGE_REF_$(1))" "$$tar" "$$bin" $(IMAGE_EXTRA_$(1)); \
 else echo "images: $$tar is up to date ($(IMAGE_REF_$(1)))"; fi
 endef
 
@@ -70,3 +72,8 @@ images-list: ## print the image refs `make images` builds
 # ---- the images (one line each) ----
 $(eval $(call weft-image,echo,weft-echo,weft-echo,--port 8080 --port 9090 --port 9000))
 $(eval $(call weft-image,weftd,weftd,weftd,--user 65532:65532 --port 15010 --port 15012 --port 15014 --port 15017))
+# weft-proxy carries Debian's iptables (with its libraries and loader) for `weft-proxy init`.
+$(eval $(call weft-image,weft-proxy,weft-proxy,weft-proxy,--port 15001 --port 15006 --port 15021 --port 15090,$(IMAGE_DIR)/weft-iptables))
+images-build: $(IMAGE_DIR)/weft-iptables
+$(IMAGE_DIR)/weft-iptables: dataplane/image/iptables-bundle.sh
+	dataplane/image/iptables-bundle.sh $@

@@ -1,0 +1,731 @@
+//! HTTP proxying: route a request by authority and path to a cluster,
+//! balance over its endpoints, forward it with streaming bodies (hyper
+//! applies backpressure; nothing is buffered) over a pooled upstream
+//! connection, and pass upgrades (WebSocket, CONNECT, h2c) through. Local
+//! answers (no route, no healthy upstream, …) carry `x-weft-reason`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper_util::rt::TokioIo;
+
+use super::headers::{self, X_WEFT_REASON};
+use super::lb::{self, InFlight};
+use super::upstream::{Sender, UpstreamError};
+use super::{Direction, Downstream, Proxy};
+use crate::config::model::{
+    Discovery, Forward, PathMatch, Redirect, RequestFacts, RouteAction, RouteSource, RouteTable,
+    UpstreamTls,
+};
+use crate::metrics::{Peers, RequestLabels};
+
+pub type RespBody = UnsyncBoxBody<Bytes, hyper::Error>;
+
+/// A response the proxy makes itself.
+pub fn local(status: StatusCode, reason: &'static str, body: String) -> Response<RespBody> {
+    let mut resp = Response::new(
+        Full::new(Bytes::from(body + "\n"))
+            .map_err(|never: Infallible| match never {})
+            .boxed_unsync(),
+    );
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp.headers_mut()
+        .insert(X_WEFT_REASON, HeaderValue::from_static(reason));
+    resp
+}
+
+/// What the metrics of one request need at its end.
+struct Record {
+    proxy: Arc<Proxy>,
+    labels: Peers,
+    protocol: &'static str,
+    status: u16,
+    start: Instant,
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        let labels = RequestLabels {
+            peers: std::mem::take(&mut self.labels),
+            response_code: self.status.to_string(),
+            request_protocol: self.protocol.to_owned(),
+        };
+        let ms = self.start.elapsed().as_secs_f64() * 1000.0;
+        self.proxy
+            .metrics
+            .duration
+            .get_or_create(&labels)
+            .observe(ms);
+        self.proxy.metrics.requests.get_or_create(&labels).inc();
+    }
+}
+
+/// The upstream response body, keeping the request counted (least
+/// request, metrics) until it is fully sent or dropped.
+struct Tracked<B> {
+    inner: B,
+    _in_flight: Option<InFlight>,
+    _record: Option<Record>,
+}
+
+impl<B: Body + Unpin> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+fn with_record(resp: Response<RespBody>, record: Record) -> Response<RespBody> {
+    let mut record = record;
+    record.status = resp.status().as_u16();
+    resp.map(|b| {
+        Tracked {
+            inner: b,
+            _in_flight: None,
+            _record: Some(record),
+        }
+        .boxed_unsync()
+    })
+}
+
+fn authority_of<B>(req: &Request<B>) -> String {
+    req.uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })
+        .unwrap_or_default()
+}
+
+fn host_only(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority.split(']').next().map_or(authority, |h| &h[1..]);
+    }
+    authority.rsplit_once(':').map_or(authority, |(h, p)| {
+        if p.chars().all(|c| c.is_ascii_digit()) {
+            h
+        } else {
+            authority
+        }
+    })
+}
+
+/// `outbound|<port>|<subset>|<fqdn>` → fqdn.
+fn service_of(cluster: &str) -> Option<&str> {
+    let mut parts = cluster.splitn(4, '|');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("outbound"), Some(_), Some(_), Some(fqdn)) if !fqdn.is_empty() => Some(fqdn),
+        _ => None,
+    }
+}
+
+fn ns_of(principal: &str) -> String {
+    crate::tls::SpiffeId::parse(principal)
+        .and_then(|id| id.namespace_and_account().map(|(ns, _)| ns.to_owned()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn peers(proxy: &Proxy, down: &Downstream, service: &str, upstream_peer: Option<&str>) -> Peers {
+    let own = proxy.identity.current().id_text.clone();
+    let me = &proxy.settings.workload;
+    let unknown = || "unknown".to_owned();
+    match down.direction {
+        Direction::Inbound => Peers {
+            reporter: "destination".into(),
+            source_workload: unknown(),
+            source_workload_namespace: down.peer_id.as_deref().map_or_else(unknown, ns_of),
+            source_principal: down.peer_id.clone().unwrap_or_else(unknown),
+            destination_workload: me.name.clone(),
+            destination_workload_namespace: me.namespace.clone(),
+            destination_principal: if down.peer_id.is_some() {
+                own
+            } else {
+                unknown()
+            },
+            destination_service: service.to_owned(),
+            connection_security_policy: if down.peer_id.is_some() {
+                "mutual_tls".into()
+            } else {
+                "none".into()
+            },
+        },
+        Direction::Outbound | Direction::Gateway => Peers {
+            reporter: "source".into(),
+            source_workload: me.name.clone(),
+            source_workload_namespace: me.namespace.clone(),
+            source_principal: if upstream_peer.is_some() {
+                own
+            } else {
+                unknown()
+            },
+            destination_workload: unknown(),
+            destination_workload_namespace: upstream_peer.map_or_else(unknown, ns_of),
+            destination_principal: upstream_peer.map_or_else(unknown, str::to_owned),
+            destination_service: service.to_owned(),
+            connection_security_policy: if upstream_peer.is_some() {
+                "mutual_tls".into()
+            } else {
+                "none".into()
+            },
+        },
+    }
+}
+
+/// Handles one request on a downstream connection.
+pub async fn handle(
+    proxy: Arc<Proxy>,
+    down: Arc<Downstream>,
+    routes: RouteSource,
+    mut req: Request<Incoming>,
+) -> Result<Response<RespBody>, Infallible> {
+    let start = Instant::now();
+    let snapshot = proxy.config.current();
+    let authority = authority_of(&req);
+    let protocol = if req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+    {
+        "grpc"
+    } else {
+        "http"
+    };
+    let record = |service: &str, upstream_peer: Option<&str>| Record {
+        proxy: proxy.clone(),
+        labels: peers(&proxy, &down, service, upstream_peer),
+        protocol,
+        status: 0,
+        start,
+    };
+    let table: Option<Arc<RouteTable>> = match &routes {
+        RouteSource::Rds(name) => snapshot.routes.get(name).cloned(),
+        RouteSource::Inline(t) => Some(t.clone()),
+    };
+    let Some(table) = table else {
+        let resp = local(
+            StatusCode::NOT_FOUND,
+            "route_not_found",
+            match &routes {
+                RouteSource::Rds(name) => format!("route configuration {name:?} not received yet"),
+                RouteSource::Inline(t) => format!("route configuration {:?} unavailable", t.name),
+            },
+        );
+        return Ok(with_record(resp, record(host_only(&authority), None)));
+    };
+    // CONNECT's authority-form target has no path: route it as "/".
+    let path = match req.uri().path() {
+        "" => "/".to_owned(),
+        p => p.to_owned(),
+    };
+    let query = req.uri().query().map(str::to_owned);
+    let scheme = if down.tls { "https" } else { "http" };
+    let selected = table
+        .route(&RequestFacts {
+            authority: &authority,
+            path: &path,
+            query: query.as_deref(),
+            method: req.method().as_str(),
+            scheme,
+            headers: req.headers(),
+        })
+        .map(|(_, r)| r);
+    let Some(route) = selected else {
+        let resp = local(
+            StatusCode::NOT_FOUND,
+            "route_not_found",
+            format!("no route for host {authority:?} path {path:?}"),
+        );
+        return Ok(with_record(resp, record(host_only(&authority), None)));
+    };
+    let fwd = match &route.action {
+        RouteAction::Direct { status, body } => {
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut resp = Response::new(
+                Full::new(Bytes::from(body.clone().unwrap_or_default()))
+                    .map_err(|never: Infallible| match never {})
+                    .boxed_unsync(),
+            );
+            *resp.status_mut() = status;
+            return Ok(with_record(resp, record(host_only(&authority), None)));
+        }
+        RouteAction::Redirect(r) => {
+            let resp = redirect(r, scheme, &authority, &path, query.as_deref());
+            return Ok(with_record(resp, record(host_only(&authority), None)));
+        }
+        RouteAction::Forward(f) => f.clone(),
+    };
+    let cluster_name = pick_cluster(&fwd);
+    let service = service_of(&cluster_name)
+        .map(str::to_owned)
+        .unwrap_or_else(|| host_only(&authority).to_owned());
+    let Some(cluster) = snapshot.clusters.get(&cluster_name).cloned() else {
+        let resp = local(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cluster_not_found",
+            format!("cluster {cluster_name:?} is not configured"),
+        );
+        return Ok(with_record(resp, record(&service, None)));
+    };
+
+    // Request rewriting, once for all attempts.
+    let upgrade = headers::is_upgrade(req.headers()) || req.method() == Method::CONNECT;
+    let mut authority = authority;
+    if let Some(h) = &fwd.host_rewrite {
+        authority = h.clone();
+    }
+    let new_path = rewrite_path(&route.matcher.path, fwd.prefix_rewrite.as_deref(), &path);
+    {
+        let h = req.headers_mut();
+        headers::strip_hop_by_hop(h, upgrade);
+        headers::ensure_request_id(h);
+        match down.direction {
+            Direction::Gateway => {
+                headers::forwarded(h, down.peer.ip(), scheme);
+                headers::set_client_cert(h, None, None);
+            }
+            Direction::Inbound => {
+                headers::forwarded(h, down.peer.ip(), scheme);
+                let own = proxy.identity.current().id_text.clone();
+                headers::set_client_cert(h, Some(&own), down.peer_id.as_deref());
+            }
+            Direction::Outbound => headers::set_client_cert(h, None, None),
+        }
+    }
+    let path_and_query = match &query {
+        Some(q) => format!("{new_path}?{q}"),
+        None => new_path,
+    };
+
+    let retry_connect = fwd.retry.as_ref().is_some_and(|r| {
+        r.retry_on
+            .iter()
+            .any(|o| o == "connect-failure" || o == "reset" || o == "5xx" || o == "gateway-error")
+    });
+    let attempts = 1 + if retry_connect {
+        fwd.retry.as_ref().map_or(0, |r| r.num_retries.min(5))
+    } else {
+        0
+    };
+    let mut last_error: Option<UpstreamError> = None;
+    for _ in 0..attempts {
+        let (addr, tls) = match &cluster.discovery {
+            Discovery::OriginalDst => (down.original_dst, UpstreamTls::Plaintext),
+            _ => {
+                let Some(ep) = lb::pick(&cluster, |a| proxy.outstanding.get(a), lb::random) else {
+                    let resp = local(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "no_healthy_upstream",
+                        format!("no healthy upstream for cluster {cluster_name:?}"),
+                    );
+                    return Ok(with_record(resp, record(&service, None)));
+                };
+                (ep.address, cluster.tls_for(ep).clone())
+            }
+        };
+        if addr == down.local && down.direction != Direction::Gateway {
+            let resp = local(
+                StatusCode::BAD_GATEWAY,
+                "proxy_loop",
+                format!("refusing to send a request to the proxy's own listener {addr}"),
+            );
+            return Ok(with_record(resp, record(&service, None)));
+        }
+        let connected = if upgrade {
+            proxy
+                .pools
+                .http1(addr, &tls, cluster.connect_timeout)
+                .await
+                .map(|(s, p)| (Sender::H1(s), p, false))
+        } else {
+            proxy
+                .pools
+                .sender(addr, &tls, cluster.http2, cluster.connect_timeout)
+                .await
+                .map(|(s, p)| (s, p, true))
+        };
+        let (sender, upstream_peer, pooled) = match connected {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(cluster = %cluster_name, %addr, error = %e, "upstream connect failed");
+                last_error = Some(e);
+                continue;
+            }
+        };
+        let rec = record(&service, upstream_peer.as_deref());
+        let in_flight = InFlight::start(proxy.outstanding.counter(addr));
+        let target = Target {
+            addr,
+            tls,
+            connect_timeout: cluster.connect_timeout,
+            pooled,
+        };
+        return Ok(send(
+            &proxy,
+            req,
+            sender,
+            target,
+            &authority,
+            &path_and_query,
+            fwd.timeout,
+            upgrade,
+            in_flight,
+            rec,
+        )
+        .await);
+    }
+    let e = last_error.map_or_else(|| "no attempt made".to_owned(), |e| e.to_string());
+    let label = "upstream_connect_failure";
+    let resp = local(
+        StatusCode::SERVICE_UNAVAILABLE,
+        label,
+        format!("upstream connect error for cluster {cluster_name:?}: {e}"),
+    );
+    Ok(with_record(resp, record(&service, None)))
+}
+
+fn pick_cluster(f: &Forward) -> String {
+    if let [(only, _)] = f.clusters.as_slice() {
+        return only.clone();
+    }
+    let total: u64 = f.clusters.iter().map(|(_, w)| u64::from(*w)).sum();
+    let mut n = lb::random() % total.max(1);
+    for (name, w) in &f.clusters {
+        if n < u64::from(*w) {
+            return name.clone();
+        }
+        n -= u64::from(*w);
+    }
+    f.clusters
+        .first()
+        .map(|(n, _)| n.clone())
+        .unwrap_or_default()
+}
+
+/// Envoy's prefix_rewrite: the matched prefix (or exact path) is replaced.
+pub fn rewrite_path(m: &PathMatch, rewrite: Option<&str>, path: &str) -> String {
+    let Some(rewrite) = rewrite else {
+        return path.to_owned();
+    };
+    let rest = match m {
+        PathMatch::Prefix(p) | PathMatch::SeparatedPrefix(p) => path.get(p.len()..).unwrap_or(""),
+        PathMatch::Exact(_) | PathMatch::Regex(_) => "",
+    };
+    let joined = if rewrite.ends_with('/') && rest.starts_with('/') {
+        format!("{rewrite}{}", &rest[1..])
+    } else {
+        format!("{rewrite}{rest}")
+    };
+    if joined.is_empty() {
+        "/".into()
+    } else {
+        joined
+    }
+}
+
+fn redirect(
+    r: &Redirect,
+    scheme: &str,
+    authority: &str,
+    path: &str,
+    query: Option<&str>,
+) -> Response<RespBody> {
+    let scheme = r.scheme.as_deref().unwrap_or(scheme);
+    let host = r.host.as_deref().unwrap_or_else(|| host_only(authority));
+    let port = match r.port {
+        Some(p) => format!(":{p}"),
+        None => authority
+            .strip_prefix(host_only(authority))
+            .filter(|_| r.host.is_none())
+            .unwrap_or("")
+            .to_owned(),
+    };
+    let path = r.path.as_deref().unwrap_or(path);
+    let q = query.map(|q| format!("?{q}")).unwrap_or_default();
+    let location = format!("{scheme}://{host}{port}{path}{q}");
+    let mut resp = local(
+        StatusCode::from_u16(r.status).unwrap_or(StatusCode::MOVED_PERMANENTLY),
+        "redirect",
+        String::new(),
+    );
+    resp.headers_mut().remove(X_WEFT_REASON);
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send(
+    proxy: &Arc<Proxy>,
+    mut req: Request<Incoming>,
+    sender: Sender,
+    target: Target,
+    authority: &str,
+    path_and_query: &str,
+    timeout: Option<std::time::Duration>,
+    upgrade: bool,
+    in_flight: InFlight,
+    record: Record,
+) -> Response<RespBody> {
+    let Target {
+        addr,
+        tls,
+        connect_timeout,
+        pooled,
+    } = target;
+    let down_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let is_connect = req.method() == Method::CONNECT;
+    let (mut parts, body) = req.into_parts();
+    let result = match sender {
+        Sender::H2(mut s) => {
+            let uri = format!("http://{authority}{path_and_query}");
+            parts.uri = match uri.parse::<Uri>() {
+                Ok(u) => u,
+                Err(e) => {
+                    return with_record(
+                        local(
+                            StatusCode::BAD_REQUEST,
+                            "bad_request",
+                            format!("invalid authority or path: {e}"),
+                        ),
+                        record,
+                    );
+                }
+            };
+            parts.version = Version::HTTP_2;
+            parts.headers.remove(header::HOST);
+            let req = Request::from_parts(parts, body);
+            match with_timeout_try(timeout, s.try_send_request(req)).await {
+                Ok(resp) => Ok(resp),
+                // The shared connection closed (GOAWAY) before the request
+                // was written: send it on a new one.
+                Err(Unsent::NotSent(req, e)) => {
+                    match proxy.pools.sender(addr, &tls, true, connect_timeout).await {
+                        Ok((Sender::H2(mut fresh), _)) => {
+                            with_timeout(timeout, fresh.send_request(*req)).await
+                        }
+                        _ => Err(SendError::Hyper(e)),
+                    }
+                }
+                Err(Unsent::Failed(e)) => Err(SendError::Hyper(e)),
+                Err(Unsent::Timeout) => Err(SendError::Timeout),
+            }
+        }
+        Sender::H1(mut s) => {
+            if !is_connect {
+                parts.uri = match path_and_query.parse::<Uri>() {
+                    Ok(u) => u,
+                    Err(e) => {
+                        return with_record(
+                            local(
+                                StatusCode::BAD_REQUEST,
+                                "bad_request",
+                                format!("invalid path: {e}"),
+                            ),
+                            record,
+                        );
+                    }
+                };
+            }
+            parts.version = Version::HTTP_11;
+            if !parts.headers.contains_key(header::HOST)
+                && let Ok(v) = HeaderValue::from_str(authority)
+            {
+                parts.headers.insert(header::HOST, v);
+            }
+            let req = Request::from_parts(parts, body);
+            let result = match with_timeout_try(timeout, s.try_send_request(req)).await {
+                // A pooled connection the upstream closed while idle: the
+                // request was not sent, so it goes on a fresh connection.
+                Err(Unsent::NotSent(req, e)) if pooled => {
+                    match proxy.pools.http1(addr, &tls, connect_timeout).await {
+                        Ok((fresh, _)) => {
+                            s = fresh;
+                            with_timeout(timeout, s.send_request(*req)).await
+                        }
+                        Err(_) => Err(SendError::Hyper(e)),
+                    }
+                }
+                Err(Unsent::NotSent(_, e) | Unsent::Failed(e)) => Err(SendError::Hyper(e)),
+                Err(Unsent::Timeout) => Err(SendError::Timeout),
+                Ok(resp) => Ok(resp),
+            };
+            if pooled && !upgrade {
+                proxy.pools.release(addr, s);
+            }
+            result
+        }
+    };
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(SendError::Timeout) => {
+            return with_record(
+                local(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    "upstream request timeout".into(),
+                ),
+                record,
+            );
+        }
+        Err(SendError::Hyper(e)) => {
+            return with_record(
+                local(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_reset",
+                    format!("upstream {addr} reset the request: {e}"),
+                ),
+                record,
+            );
+        }
+    };
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS
+        || (is_connect && resp.status().is_success());
+    if let (true, Some(down_upgrade)) = (switching, down_upgrade) {
+        let up_upgrade = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            match tokio::try_join!(down_upgrade, up_upgrade) {
+                Ok((down, up)) => {
+                    let mut down = TokioIo::new(down);
+                    let mut up = TokioIo::new(up);
+                    if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
+                        tracing::debug!(error = %e, "upgraded connection ended");
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+            }
+        });
+    } else {
+        headers::strip_hop_by_hop(resp.headers_mut(), false);
+    }
+    let mut record = record;
+    record.status = resp.status().as_u16();
+    resp.map(|b| {
+        Tracked {
+            inner: b,
+            _in_flight: Some(in_flight),
+            _record: Some(record),
+        }
+        .boxed_unsync()
+    })
+}
+
+/// Where one attempt goes.
+struct Target {
+    addr: SocketAddr,
+    tls: UpstreamTls,
+    connect_timeout: std::time::Duration,
+    /// The sender came from (and returns to) the pool.
+    pooled: bool,
+}
+
+enum Unsent {
+    Timeout,
+    /// Not written to the connection: safe to send elsewhere.
+    NotSent(Box<Request<Incoming>>, hyper::Error),
+    Failed(hyper::Error),
+}
+
+async fn with_timeout_try<F>(
+    timeout: Option<std::time::Duration>,
+    fut: F,
+) -> Result<Response<Incoming>, Unsent>
+where
+    F: std::future::Future<
+            Output = Result<
+                Response<Incoming>,
+                hyper::client::conn::TrySendError<Request<Incoming>>,
+            >,
+        >,
+{
+    let r = match timeout {
+        Some(t) => tokio::time::timeout(t, fut)
+            .await
+            .map_err(|_| Unsent::Timeout)?,
+        None => fut.await,
+    };
+    r.map_err(|mut e| match e.take_message() {
+        Some(req) => Unsent::NotSent(Box::new(req), e.into_error()),
+        None => Unsent::Failed(e.into_error()),
+    })
+}
+
+enum SendError {
+    Timeout,
+    Hyper(hyper::Error),
+}
+
+async fn with_timeout<F>(
+    timeout: Option<std::time::Duration>,
+    fut: F,
+) -> Result<Response<Incoming>, SendError>
+where
+    F: std::future::Future<Output = hyper::Result<Response<Incoming>>>,
+{
+    match timeout {
+        Some(t) => match tokio::time::timeout(t, fut).await {
+            Ok(r) => r.map_err(SendError::Hyper),
+            Err(_) => Err(SendError::Timeout),
+        },
+        None => fut.await.map_err(SendError::Hyper),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_rewrite_replaces_the_matched_prefix() {
+        let p = PathMatch::Prefix("/v1".into());
+        assert_eq!(rewrite_path(&p, Some("/api"), "/v1/users"), "/api/users");
+        assert_eq!(rewrite_path(&p, Some("/"), "/v1/users"), "/users");
+        assert_eq!(rewrite_path(&p, None, "/v1/users"), "/v1/users");
+        let e = PathMatch::Exact("/old".into());
+        assert_eq!(rewrite_path(&e, Some("/new"), "/old"), "/new");
+    }
+
+    #[test]
+    fn service_and_host_names() {
+        assert_eq!(
+            service_of("outbound|8080|v1|echo.ns.svc.cluster.local"),
+            Some("echo.ns.svc.cluster.local")
+        );
+        assert_eq!(service_of("inbound|8080||"), None);
+        assert_eq!(host_only("a.b:8080"), "a.b");
+        assert_eq!(host_only("[::1]:80"), "::1");
+        assert_eq!(host_only("a.b"), "a.b");
+    }
+}

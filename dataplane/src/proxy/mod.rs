@@ -1,0 +1,124 @@
+//! The traffic path: capture listeners (outbound 15001, inbound 15006),
+//! gateway listeners, protocol sniffing, filter chain selection, mesh mTLS
+//! termination, HTTP and TCP proxying, upstream pools and load balancing.
+//!
+//! Proxy to proxy: the outbound proxy dials the endpoint's own address
+//! (pod IP and target port) with mTLS; the peer pod's iptables sends it to
+//! its inbound listener, which learns the port from `SO_ORIGINAL_DST`.
+//! HTTP rides one multiplexed HTTP/2 connection per (endpoint, identity);
+//! TCP and upgrades get their own mTLS connection (ALPN `istio` and
+//! `http/1.1`). Without iptables (loopback tests) the inbound listener is
+//! bound on the endpoint address itself ([`OriginalDstMode::LocalAddr`]).
+
+mod headers;
+pub mod http;
+pub mod lb;
+mod orig_dst;
+pub mod server;
+pub mod sniff;
+mod tcp;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use orig_dst::{OriginalDstMode, canonical, original_dst};
+
+use crate::config::ConfigHandle;
+use crate::drain::Drain;
+use crate::metrics::Metrics;
+use crate::tls::IdentityStore;
+
+/// Which way traffic flows through a listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// From the local application to the mesh (15001).
+    Outbound,
+    /// From the mesh to the local application (15006).
+    Inbound,
+    /// Into the mesh through a gateway listener.
+    Gateway,
+}
+
+/// The workload this proxy serves (metric labels).
+#[derive(Clone, Debug)]
+pub struct Workload {
+    pub name: String,
+    pub namespace: String,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Self {
+            name: "unknown".into(),
+            namespace: "unknown".into(),
+        }
+    }
+}
+
+/// Settings of the traffic path.
+#[derive(Clone, Debug)]
+pub struct ProxySettings {
+    pub workload: Workload,
+    /// How long to wait for a connection's first bytes before treating it
+    /// as opaque TCP.
+    pub sniff_timeout: Duration,
+    pub original_dst: OriginalDstMode,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        Self {
+            workload: Workload::default(),
+            sniff_timeout: Duration::from_secs(5),
+            original_dst: OriginalDstMode::SocketOption,
+        }
+    }
+}
+
+/// Everything the traffic path shares.
+#[derive(Debug)]
+pub struct Proxy {
+    pub config: ConfigHandle,
+    pub identity: Arc<IdentityStore>,
+    pub pools: Arc<upstream::Pools>,
+    pub outstanding: lb::Outstanding,
+    pub metrics: Arc<Metrics>,
+    pub drain: Drain,
+    pub settings: ProxySettings,
+}
+
+impl Proxy {
+    pub fn new(
+        config: ConfigHandle,
+        identity: Arc<IdentityStore>,
+        metrics: Arc<Metrics>,
+        drain: Drain,
+        settings: ProxySettings,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            pools: Arc::new(upstream::Pools::new(identity.clone())),
+            identity,
+            outstanding: lb::Outstanding::default(),
+            metrics,
+            drain,
+            settings,
+        })
+    }
+}
+
+/// What is known of a downstream connection.
+#[derive(Clone, Debug)]
+pub struct Downstream {
+    pub direction: Direction,
+    pub peer: SocketAddr,
+    /// The address the connection was accepted on.
+    pub local: SocketAddr,
+    pub original_dst: SocketAddr,
+    /// The verified SPIFFE ID of an mTLS client.
+    pub peer_id: Option<String>,
+    /// TLS was terminated here.
+    pub tls: bool,
+}
