@@ -21,7 +21,7 @@ use weft_api::gateway::{gatewayclasses, gateways, grpcroutes, httproutes, refere
 use weft_api::istio::{networking, security};
 
 pub use credentials::TlsCredential;
-pub use proxy::{NodeId, SERVICE_NAME_LABEL};
+pub use proxy::{NodeId, SERVICE_NAME_LABEL, service_of_slice};
 
 /// Namespace and name of an object; the namespace is empty for
 /// cluster-scoped kinds.

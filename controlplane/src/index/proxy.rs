@@ -15,7 +15,8 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// Label (on pods or namespaces) naming the control-plane revision.
 pub const REVISION_LABEL: &str = "istio.io/rev";
 
-pub(super) fn service_of_slice(meta: &ObjectMeta) -> Option<String> {
+/// The Service an EndpointSlice belongs to (its `kubernetes.io/service-name`).
+pub fn service_of_slice(meta: &ObjectMeta) -> Option<String> {
     meta.labels.as_ref()?.get(SERVICE_NAME_LABEL).cloned()
 }
 

@@ -98,6 +98,26 @@ pub fn for_proxy(snapshot: &Snapshot, proxy: &ProxyIdentity, settings: &MeshSett
     out
 }
 
+/// The Clusters and ClusterLoadAssignments of `services` for a sidecar,
+/// exactly as [`for_proxy`] makes them: what an endpoint or pod change
+/// touches, so a sidecar's previous translation can be patched instead of
+/// redone. `None` for gateways and proxyless clients (translated whole).
+/// Services no longer present or not visible to the proxy yield nothing.
+pub fn sidecar_services(
+    snapshot: &Snapshot,
+    proxy: &ProxyIdentity,
+    settings: &MeshSettings,
+    services: &std::collections::BTreeSet<crate::index::ObjectKey>,
+) -> Option<Resources> {
+    if proxy.kind != ProxyKind::Sidecar {
+        return None;
+    }
+    let mesh = model::Mesh::with_services(snapshot, settings, Some(proxy), services);
+    let mut out = Resources::default();
+    sidecar::add_service_clusters(&mesh, proxy, &mut out);
+    Some(out)
+}
+
 /// The `ROOTCA` secret: the validation context peers are checked against.
 fn trust_bundle(settings: &MeshSettings) -> Resource {
     let secret = Secret {

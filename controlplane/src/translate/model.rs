@@ -2,7 +2,7 @@
 //! protocols, which services and rules a proxy may see, and which
 //! DestinationRule, VirtualService and PeerAuthentication apply.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Pod, Service, ServicePort};
@@ -157,10 +157,32 @@ impl<'a> Mesh<'a> {
         settings: &'a MeshSettings,
         proxy: Option<&ProxyIdentity>,
     ) -> Self {
-        let sidecar = proxy.and_then(|p| sidecar_for(snapshot, settings, p));
-        let services = snapshot
-            .services
+        Self::of(snapshot, settings, proxy, snapshot.services.iter())
+    }
+
+    /// Like [`Mesh::new`], limited to the services `keys` (those still in
+    /// the snapshot and visible to the proxy): for re-translating only
+    /// what an endpoint change touched.
+    pub fn with_services(
+        snapshot: &'a Snapshot,
+        settings: &'a MeshSettings,
+        proxy: Option<&ProxyIdentity>,
+        keys: &BTreeSet<ObjectKey>,
+    ) -> Self {
+        let services = keys
             .iter()
+            .filter_map(|k| snapshot.services.get_key_value(k));
+        Self::of(snapshot, settings, proxy, services)
+    }
+
+    fn of<'s>(
+        snapshot: &'a Snapshot,
+        settings: &'a MeshSettings,
+        proxy: Option<&ProxyIdentity>,
+        services: impl Iterator<Item = (&'s ObjectKey, &'s Arc<Service>)>,
+    ) -> Self {
+        let sidecar = proxy.and_then(|p| sidecar_for(snapshot, settings, p));
+        let services = services
             .map(|(key, svc)| ServiceView::new(key, svc, settings))
             .filter(|view| match proxy {
                 None => true,

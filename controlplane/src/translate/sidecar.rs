@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
-use envoy_types::pb::envoy::config::core::v3::CidrRange;
+use envoy_types::pb::envoy::config::core::v3::{
+    BindConfig, CidrRange, SocketAddress, socket_address,
+};
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
 };
@@ -37,6 +39,12 @@ pub fn translate(mesh: &Mesh<'_>, proxy: &ProxyIdentity, out: &mut Resources) {
     outbound(mesh, proxy, out);
     inbound(mesh, proxy, out);
     clusters::add_passthrough(out);
+    add_service_clusters(mesh, proxy, out);
+}
+
+/// The outbound Cluster and ClusterLoadAssignment of every service port
+/// (and DestinationRule subset) in `mesh`.
+pub fn add_service_clusters(mesh: &Mesh<'_>, proxy: &ProxyIdentity, out: &mut Resources) {
     for svc in mesh.services.values() {
         for port in &svc.ports {
             clusters::add_service_port(out, mesh, svc, port, proxy.namespace(), Upstream::MeshTls);
@@ -237,6 +245,26 @@ fn workload_ports(mesh: &Mesh<'_>, proxy: &ProxyIdentity) -> BTreeMap<u32, Proto
     ports
 }
 
+/// Where the proxy dials its application from: 127.0.0.6 (::6 for IPv6),
+/// which the pod's iptables rules let through, so the proxy's connection
+/// to its own pod IP is not captured again (Istio's convention). None
+/// when the workload is reached on loopback.
+fn inbound_bind_config(local_ip: &str) -> Option<BindConfig> {
+    let ip: std::net::IpAddr = local_ip.parse().ok()?;
+    if ip.is_loopback() {
+        return None;
+    }
+    let source = if ip.is_ipv4() { "127.0.0.6" } else { "::6" };
+    Some(BindConfig {
+        source_address: Some(SocketAddress {
+            address: source.to_owned(),
+            port_specifier: Some(socket_address::PortSpecifier::PortValue(0)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
 fn inbound(mesh: &Mesh<'_>, proxy: &ProxyIdentity, out: &mut Resources) {
     let local_ip = proxy.ips.first().map_or("127.0.0.1", String::as_str);
     let mut chains = Vec::new();
@@ -262,6 +290,7 @@ fn inbound(mesh: &Mesh<'_>, proxy: &ProxyIdentity, out: &mut Resources) {
                 }],
                 ..Default::default()
             }),
+            upstream_bind_config: inbound_bind_config(local_ip),
             ..Default::default()
         };
         if protocol.is_http2() {

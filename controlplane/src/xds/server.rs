@@ -329,6 +329,7 @@ impl Stream {
 impl Drop for Stream {
     fn drop(&mut self) {
         self.inner.metrics.proxy_disconnected();
+        self.inner.source.disconnected(&self.proxy);
         info!(node = %self.proxy.node_id, "proxy disconnected");
     }
 }

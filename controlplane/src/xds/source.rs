@@ -27,6 +27,9 @@ pub trait ConfigSource: Send + Sync + 'static {
     fn identify(&self, proxy: ProxyIdentity) -> ProxyIdentity {
         proxy
     }
+
+    /// A stream of `proxy` ended: whatever the source kept for it may go.
+    fn disconnected(&self, _proxy: &ProxyIdentity) {}
 }
 
 /// A source holding one [`Resources`] for every proxy, replaced by
@@ -88,5 +91,9 @@ impl<S: ConfigSource> ConfigSource for Arc<S> {
 
     fn identify(&self, proxy: ProxyIdentity) -> ProxyIdentity {
         (**self).identify(proxy)
+    }
+
+    fn disconnected(&self, proxy: &ProxyIdentity) {
+        (**self).disconnected(proxy)
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster as PbCluster, cluster};
 use envoy_types::pb::envoy::config::core::v3::{
-    HealthStatus, Metadata, TransportSocket, transport_socket,
+    BindConfig, HealthStatus, Metadata, TransportSocket, socket_address, transport_socket,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, lb_endpoint};
 use envoy_types::pb::envoy::extensions::transport_sockets::raw_buffer::v3::RawBuffer;
@@ -141,6 +141,10 @@ pub fn compile(
         });
     }
     let default_tls = upstream_tls(ctx, "transport_socket", c.transport_socket.as_ref())?;
+    let bind_source = match &c.upstream_bind_config {
+        Some(b) => Some(bind_source(ctx, b)?),
+        None => None,
+    };
     Ok(Cluster {
         name: c.name.clone(),
         discovery,
@@ -150,7 +154,35 @@ pub fn compile(
         transport_socket_matches: matches,
         default_tls,
         endpoints,
+        bind_source,
         rr: Default::default(),
+    })
+}
+
+/// `upstream_bind_config`: only a source IP (port 0, no other options).
+fn bind_source(ctx: &Ctx<'_>, b: &BindConfig) -> Result<std::net::IpAddr, ConfigError> {
+    let field = "upstream_bind_config.source_address";
+    let Some(sa) = &b.source_address else {
+        return Err(ctx.err(field, "a source address is required"));
+    };
+    if !matches!(
+        sa.port_specifier,
+        None | Some(socket_address::PortSpecifier::PortValue(0))
+    ) {
+        return Err(ctx.err(
+            format!("{field}.port_value"),
+            "only port 0 (any) is supported",
+        ));
+    }
+    if b.freebind.is_some() || !b.socket_options.is_empty() || !b.extra_source_addresses.is_empty()
+    {
+        return Err(ctx.err("upstream_bind_config", "only source_address is supported"));
+    }
+    sa.address.parse().map_err(|_| {
+        ctx.err(
+            format!("{field}.address"),
+            format!("{:?} is not an IP address", sa.address),
+        )
     })
 }
 

@@ -485,6 +485,8 @@ pub struct Cluster {
     /// Used when no match applies.
     pub default_tls: UpstreamTls,
     pub endpoints: Arc<[Endpoint]>,
+    /// Source address of upstream connections (`upstream_bind_config`).
+    pub bind_source: Option<std::net::IpAddr>,
     /// Round-robin position; lives as long as this snapshot of the cluster.
     pub rr: Arc<AtomicUsize>,
 }

@@ -365,13 +365,19 @@ pub async fn handle(
         let connected = if upgrade {
             proxy
                 .pools
-                .http1(addr, &tls, cluster.connect_timeout)
+                .http1(addr, cluster.bind_source, &tls, cluster.connect_timeout)
                 .await
                 .map(|(s, p)| (Sender::H1(s), p, false))
         } else {
             proxy
                 .pools
-                .sender(addr, &tls, cluster.http2, cluster.connect_timeout)
+                .sender(
+                    addr,
+                    cluster.bind_source,
+                    &tls,
+                    cluster.http2,
+                    cluster.connect_timeout,
+                )
                 .await
                 .map(|(s, p)| (s, p, true))
         };
@@ -387,6 +393,7 @@ pub async fn handle(
         let in_flight = InFlight::start(proxy.outstanding.counter(addr));
         let target = Target {
             addr,
+            source: cluster.bind_source,
             tls,
             connect_timeout: cluster.connect_timeout,
             pooled,
@@ -501,6 +508,7 @@ async fn send(
 ) -> Response<RespBody> {
     let Target {
         addr,
+        source,
         tls,
         connect_timeout,
         pooled,
@@ -532,7 +540,11 @@ async fn send(
                 // The shared connection closed (GOAWAY) before the request
                 // was written: send it on a new one.
                 Err(Unsent::NotSent(req, e)) => {
-                    match proxy.pools.sender(addr, &tls, true, connect_timeout).await {
+                    match proxy
+                        .pools
+                        .sender(addr, source, &tls, true, connect_timeout)
+                        .await
+                    {
                         Ok((Sender::H2(mut fresh), _)) => {
                             with_timeout(timeout, fresh.send_request(*req)).await
                         }
@@ -570,7 +582,7 @@ async fn send(
                 // A pooled connection the upstream closed while idle: the
                 // request was not sent, so it goes on a fresh connection.
                 Err(Unsent::NotSent(req, e)) if pooled => {
-                    match proxy.pools.http1(addr, &tls, connect_timeout).await {
+                    match proxy.pools.http1(addr, source, &tls, connect_timeout).await {
                         Ok((fresh, _)) => {
                             s = fresh;
                             with_timeout(timeout, s.send_request(*req)).await
@@ -645,6 +657,7 @@ async fn send(
 /// Where one attempt goes.
 struct Target {
     addr: SocketAddr,
+    source: Option<std::net::IpAddr>,
     tls: UpstreamTls,
     connect_timeout: std::time::Duration,
     /// The sender came from (and returns to) the pool.

@@ -109,6 +109,7 @@ pub async fn proxy(
     let connected = match upstream::connect(
         &proxy.identity,
         addr,
+        cluster.bind_source,
         &tls,
         ALPN_TCP,
         cluster.connect_timeout,

@@ -6,7 +6,7 @@
 //! upstreams. Upgrades get a dedicated HTTP/1.1 connection.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 
 use crate::config::model::UpstreamTls;
@@ -75,8 +75,30 @@ impl std::fmt::Debug for Connected {
     }
 }
 
-pub async fn connect_tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, UpstreamError> {
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+/// Connects to `addr`, from `source` when given (a cluster's
+/// `upstream_bind_config`: inbound clusters dial the application from
+/// 127.0.0.6, which the pod's iptables rules let through instead of
+/// capturing the proxy's own connection again).
+pub async fn connect_tcp(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    timeout: Duration,
+) -> Result<TcpStream, UpstreamError> {
+    let dial = async {
+        match source {
+            None => TcpStream::connect(addr).await,
+            Some(ip) => {
+                let socket = if ip.is_ipv4() {
+                    TcpSocket::new_v4()?
+                } else {
+                    TcpSocket::new_v6()?
+                };
+                socket.bind(SocketAddr::new(ip, 0))?;
+                socket.connect(addr).await
+            }
+        }
+    };
+    let stream = tokio::time::timeout(timeout, dial)
         .await
         .map_err(|_| UpstreamError::ConnectTimeout { addr, timeout })?
         .map_err(|source| UpstreamError::Connect { addr, source })?;
@@ -88,11 +110,12 @@ pub async fn connect_tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStrea
 pub async fn connect(
     identity: &IdentityStore,
     addr: SocketAddr,
+    source: Option<IpAddr>,
     tls: &UpstreamTls,
     alpn: &[u8],
     timeout: Duration,
 ) -> Result<Connected, UpstreamError> {
-    let tcp = connect_tcp(addr, timeout).await?;
+    let tcp = connect_tcp(addr, source, timeout).await?;
     match tls {
         UpstreamTls::Plaintext => Ok(Connected {
             io: Box::new(tcp),
@@ -179,6 +202,7 @@ impl Pools {
     pub async fn sender(
         self: &Arc<Self>,
         addr: SocketAddr,
+        source: Option<IpAddr>,
         tls: &UpstreamTls,
         http2: bool,
         timeout: Duration,
@@ -199,7 +223,7 @@ impl Pools {
             {
                 return Ok((Sender::H2(c.sender.clone()), c.peer_id.clone()));
             }
-            let connected = connect(&self.identity, addr, tls, ALPN_H2, timeout).await?;
+            let connected = connect(&self.identity, addr, source, tls, ALPN_H2, timeout).await?;
             let mut builder = http2::Builder::new(TokioExecutor::new());
             builder
                 .initial_stream_window_size(1 << 20)
@@ -239,7 +263,7 @@ impl Pools {
                 None => break,
             }
         }
-        let (s, _) = self.http1(addr, tls, timeout).await?;
+        let (s, _) = self.http1(addr, source, tls, timeout).await?;
         Ok((Sender::H1(s), None))
     }
 
@@ -247,10 +271,11 @@ impl Pools {
     pub async fn http1(
         &self,
         addr: SocketAddr,
+        source: Option<IpAddr>,
         tls: &UpstreamTls,
         timeout: Duration,
     ) -> Result<(http1::SendRequest<Incoming>, Option<String>), UpstreamError> {
-        let connected = connect(&self.identity, addr, tls, ALPN_HTTP1, timeout).await?;
+        let connected = connect(&self.identity, addr, source, tls, ALPN_HTTP1, timeout).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(connected.io))
             .await
