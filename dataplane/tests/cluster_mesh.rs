@@ -13,9 +13,8 @@
 //!   pod's node id, and ACKed what weftd sent.
 //!
 //! `two_injected_pods_talk_over_mtls` then runs the mesh end to end:
-//! weftd assembled from its parts with translation (index watches →
-//! `translate::for_proxy` → delta xDS; main's weftd binary does not wire
-//! translation yet, see `controlplane/pending-translate/`), two injected
+//! weftd assembled from its parts (index watches → `IndexSource` →
+//! delta xDS, as `weftd::run` wires them), two injected
 //! echo workloads with different service accounts: the callee sees the
 //! caller's SPIFFE ID (XFCC), `istio_requests_total` on 15090 carries
 //! both principals, `/certs` (admin, loopback: port-forward) shows the
@@ -27,12 +26,11 @@
 //! namespace is labelled `istio-injection=enabled`; the pods outside the
 //! mesh opt out with `sidecar.istio.io/inject: "false"`.
 //!
-//! It needs the data path to forward inbound traffic to the application
-//! from 127.0.0.6 (Istio's inbound passthrough source, which the
-//! `WEFT_OUTPUT` chain leaves alone): weftd's inbound clusters point at
-//! the pod's own IP, and a connection from the proxy's uid to it over
-//! `lo` is otherwise captured again (a redirect loop that ends with the
-//! sidecar OOM-killed).
+//! Inbound traffic reaches the application from 127.0.0.6 (weftd's
+//! inbound clusters carry that `upstream_bind_config`, Istio's inbound
+//! passthrough source, which the `WEFT_OUTPUT` chain leaves alone):
+//! without it a connection from the proxy's uid to its own pod IP over
+//! `lo` would be captured again.
 //!
 //! `make cluster-up CLUSTER=c && make images CLUSTERS=c` (weft-proxy and echo), then
 //! `WEFT_E2E_CLUSTER_A=c cargo test -p weft-proxy --test cluster_mesh -- --ignored`
@@ -223,78 +221,6 @@ async fn injected_pod_gets_capture_certificate_and_xds() {
     ns.cleanup().await.expect("cleanup");
 }
 
-/// weftd's translation as an xDS source. A test copy of
-/// `controlplane/pending-translate/index_source.rs`, which main's weftd
-/// does not wire yet (`run::config_source` serves an empty configuration):
-/// drop it once weftd serves translated configuration itself.
-mod translated {
-    use std::sync::{Arc, Mutex};
-
-    use tokio::sync::watch;
-    use weftd::identity::ProxyIdentity;
-    use weftd::index::Snapshot;
-    use weftd::resources::Resources;
-    use weftd::translate::{self, MeshSettings};
-    use weftd::xds::ConfigSource;
-
-    #[derive(Debug)]
-    pub struct IndexSource {
-        snapshots: watch::Receiver<Arc<Snapshot>>,
-        settings: MeshSettings,
-        changes: watch::Receiver<u64>,
-    }
-
-    impl IndexSource {
-        pub fn new(snapshots: watch::Receiver<Arc<Snapshot>>, settings: MeshSettings) -> Self {
-            let (tx, changes) = watch::channel(snapshots.borrow().generation);
-            let mut follow = snapshots.clone();
-            tokio::spawn(async move {
-                while follow.changed().await.is_ok() {
-                    let generation = follow.borrow_and_update().generation;
-                    if tx.send(generation).is_err() {
-                        return;
-                    }
-                }
-            });
-            Self {
-                snapshots,
-                settings,
-                changes,
-            }
-        }
-
-        fn snapshot(&self) -> Arc<Snapshot> {
-            self.snapshots.borrow().clone()
-        }
-    }
-
-    impl ConfigSource for IndexSource {
-        fn resources(&self, proxy: &ProxyIdentity) -> Arc<Resources> {
-            Arc::new(translate::for_proxy(
-                &self.snapshot(),
-                proxy,
-                &self.settings,
-            ))
-        }
-
-        fn changes(&self) -> watch::Receiver<u64> {
-            self.changes.clone()
-        }
-
-        fn identify(&self, proxy: ProxyIdentity) -> ProxyIdentity {
-            let found = self.snapshot().proxy_identity(
-                &proxy.id,
-                &proxy.node_id,
-                Some(proxy.kind.clone()),
-                &proxy.revision,
-            );
-            if found.pod.is_some() { found } else { proxy }
-        }
-    }
-
-    pub type Shared = Arc<Mutex<weftd::index::Index>>;
-}
-
 /// weftd assembled from its parts (index watches → translation → xDS, and
 /// the CA with the real TokenReview) on the host side of the veth.
 struct MeshWeftd {
@@ -319,7 +245,7 @@ impl MeshWeftd {
         let authority = Arc::new(
             Authority::generate("cluster.local", std::time::SystemTime::now()).expect("CA"),
         );
-        let index: translated::Shared = Arc::new(Mutex::new(weftd::index::Index::new()));
+        let index = Arc::new(Mutex::new(weftd::index::Index::new()));
         let snapshots = index.lock().expect("index").subscribe();
         let watches = weftd::index::watch::spawn(
             client.clone(),
@@ -329,7 +255,7 @@ impl MeshWeftd {
                 instance: None,
             },
         );
-        let source = Arc::new(translated::IndexSource::new(
+        let source = Arc::new(weftd::xds::IndexSource::new(
             snapshots,
             MeshSettings {
                 trust_bundle_pem: authority.trust_bundle_pem(),
