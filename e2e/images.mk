@@ -70,3 +70,4 @@ images-list: ## print the image refs `make images` builds
 # ---- the images (one line each) ----
 $(eval $(call weft-image,echo,weft-echo,weft-echo,--port 8080 --port 9090 --port 9000))
 $(eval $(call weft-image,weftd,weftd,weftd,--user 65532:65532 --port 15010 --port 15012 --port 15014 --port 15017))
+$(eval $(call weft-image,weft-operator,weft-operator,weft-operator,--user 65532:65532 --port 8080))

@@ -4,9 +4,15 @@
 
 pub mod apply;
 pub mod ca;
+pub mod config;
 pub mod contract;
+pub mod controller;
 pub mod labels;
+pub mod leader;
 pub mod metrics;
+pub mod probe;
 pub mod render;
 pub mod resolve;
+pub mod run;
+pub mod server;
 pub mod status;

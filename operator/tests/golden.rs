@@ -353,3 +353,42 @@ fn rendering_is_stable_and_a_change_changes_the_hash() {
         hash(&b, "Deployment", "weftd-default")
     );
 }
+
+/// The operator can only grant weftd what it holds itself: its ClusterRole
+/// in config/rbac/role.yaml must cover every rule of weftd's.
+#[test]
+fn operator_role_covers_weftd_rules() {
+    let text = std::fs::read_to_string(repo().join("config/rbac/role.yaml")).expect("role.yaml");
+    let role: k8s_openapi::api::rbac::v1::ClusterRole =
+        serde_yaml_ng::from_str(&text).expect("parses");
+    let held = role.rules.unwrap_or_default();
+    for rule in held.iter() {
+        for field in [&rule.api_groups, &rule.resources] {
+            assert!(
+                !field.iter().flatten().any(|v| v == "*"),
+                "no wildcards: {rule:?}"
+            );
+        }
+        assert!(
+            !rule.verbs.iter().any(|v| v == "*"),
+            "no wildcards: {rule:?}"
+        );
+    }
+    for needed in weft_operator::render::controlplane::weftd_rules() {
+        for group in needed.api_groups.iter().flatten() {
+            for resource in needed.resources.iter().flatten() {
+                for verb in &needed.verbs {
+                    let covered = held.iter().any(|r| {
+                        r.api_groups.iter().flatten().any(|g| g == group)
+                            && r.resources.iter().flatten().any(|x| x == resource)
+                            && r.verbs.iter().any(|v| v == verb)
+                    });
+                    assert!(
+                        covered,
+                        "config/rbac/role.yaml lacks {verb} {group}/{resource} that weftd is granted"
+                    );
+                }
+            }
+        }
+    }
+}
