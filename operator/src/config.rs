@@ -54,6 +54,11 @@ pub struct Config {
     #[arg(long, env = "WEFT_LEASE_RENEW", default_value = "2s", value_parser = parse_seconds)]
     pub lease_renew: Duration,
 
+    /// Reconcile every installation this often even without events (drift
+    /// no watch reported). Writes happen only when something differs.
+    #[arg(long, env = "WEFT_RESYNC", default_value = "5m", value_parser = parse_seconds)]
+    pub resync: Duration,
+
     /// Check that weftd's webhook answers (needs a route to Service IPs).
     #[arg(long, env = "WEFT_PROBE_WEBHOOKS", default_value_t = true, action = clap::ArgAction::Set)]
     pub probe_webhooks: bool,

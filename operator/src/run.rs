@@ -151,6 +151,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
                 instance: Some(me),
             },
         ),
+        resync: config.resync,
         probe_webhooks: config.probe_webhooks,
     });
     let controllers = controller::run(ctx, stopped(stop_rx.clone()));

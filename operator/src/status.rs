@@ -176,9 +176,12 @@ pub struct RevisionObservation {
     pub namespaces_in_use: i32,
 }
 
-fn image_message(image: &str, detail: &str) -> String {
+/// The kubelet's message alternates (ErrImagePull, ImagePullBackOff) on
+/// every retry: the condition names the image and the fix, not the
+/// attempt, so it does not change (and is not rewritten) while it lasts.
+fn image_message(image: &str, _detail: &str) -> String {
     format!(
-        "image {image} is not present on the node and cannot be pulled ({detail}): load it (make images) or set the operator's image flags"
+        "image {image} is not present on the node and cannot be pulled: load it (make images) or set the operator's --weftd-image/--proxy-image"
     )
 }
 

@@ -85,6 +85,7 @@ fn render(mi: &MeshInstallation) -> Rendered {
             owner: &rev_owner,
             default: true,
             ca_bundle: &ca.root_cert,
+            ca_fingerprint: "0123456789abcdef",
             webhooks: true,
         })
         .expect("revision renders"),

@@ -17,9 +17,6 @@ use crate::metrics::Metrics;
 use crate::render::{Images, RenderError};
 use crate::status::Rollout;
 
-/// How long to wait between reconciles when all is well (a resync that
-/// catches drift no watch reported).
-pub const RESYNC: Duration = Duration::from_secs(300);
 /// How soon to look again while something is still starting.
 pub const SOON: Duration = Duration::from_secs(5);
 
@@ -80,6 +77,8 @@ pub struct Context {
     pub metrics: Metrics,
     pub images: Images,
     pub recorder: Recorder,
+    /// Reconcile this often when all is well (catches unreported drift).
+    pub resync: Duration,
     /// Probe weftd's webhook (off in tests that run without cluster networking).
     pub probe_webhooks: bool,
 }

@@ -27,7 +27,7 @@ use weft_api::weft::{
     CaStatus, MeshInstallation, MeshInstallationStatus, MeshRevision, RevisionCounts,
 };
 
-use super::context::{Context, RESYNC, ReconcileError, SOON, selector_string};
+use super::context::{Context, ReconcileError, SOON, selector_string};
 use crate::ca::{CaError, CaFiles, CaSummary};
 use crate::contract::{self, CA_SECRET};
 use crate::labels::{self, FIELD_MANAGER, FINALIZER, INSTALLATION_LABEL, MANAGED_BY_LABEL};
@@ -325,7 +325,7 @@ async fn apply(mi: &MeshInstallation, ctx: &Context) -> Result<Action, Reconcile
     let obs = observe(&mesh, ctx, apply_error, None).await?;
     let settled = report(mi, ctx, &obs, Some(&ca.summary), changes.as_ref(), false).await?;
     Ok(if settled {
-        Action::requeue(RESYNC)
+        Action::requeue(ctx.resync)
     } else {
         Action::requeue(SOON)
     })

@@ -24,7 +24,7 @@ use weft_api::weft::{
     ConditionType, MeshInstallation, MeshInstallationSpec, MeshRevision, MeshRevisionStatus,
 };
 
-use super::context::{Context, RESYNC, ReconcileError, SOON, selector_string};
+use super::context::{Context, ReconcileError, SOON, selector_string};
 use crate::contract::{self, ROOT_CERT};
 use crate::labels::{self, INJECTION_LABEL, ISTIO_REV_LABEL};
 use crate::probe;
@@ -121,18 +121,18 @@ async fn reconcile_inner(rev: &MeshRevision, ctx: &Context) -> Result<Action, Re
 
     // The mesh root, from the CA Secret weftd loads (the installation writes it).
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &mesh.namespace);
-    let bundle = secrets
+    let ca_data = secrets
         .get_opt(&mesh.ca.secret_name)
         .await
         .map_err(ReconcileError::read(format!(
             "Secret {}/{}",
             mesh.namespace, mesh.ca.secret_name
         )))?
-        .and_then(|s| {
-            s.data?
-                .get(ROOT_CERT)
-                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-        })
+        .and_then(|s| s.data)
+        .unwrap_or_default();
+    let get = |key: &str| ca_data.get(key).map(|b| b.0.clone()).unwrap_or_default();
+    let fingerprint = controlplane::ca_fingerprint(&get(contract::CA_CERT), &get(ROOT_CERT));
+    let bundle = Some(String::from_utf8_lossy(&get(ROOT_CERT)).into_owned())
         .filter(|pem| pem.contains("BEGIN CERTIFICATE"));
     let Some(bundle) = bundle else {
         let weftd = current_rollout(&mesh, ctx).await?;
@@ -177,6 +177,7 @@ async fn reconcile_inner(rev: &MeshRevision, ctx: &Context) -> Result<Action, Re
         owner: &owner,
         default,
         ca_bundle: &bundle,
+        ca_fingerprint: &fingerprint,
         webhooks: register,
     })?;
     let applied = async {
@@ -221,7 +222,7 @@ async fn reconcile_inner(rev: &MeshRevision, ctx: &Context) -> Result<Action, Re
             .await;
     }
     Ok(if ready && !register_pending(register, &obs) {
-        Action::requeue(RESYNC)
+        Action::requeue(ctx.resync)
     } else {
         Action::requeue(SOON)
     })

@@ -27,6 +27,8 @@ use crate::contract::{
 use crate::labels::{self, COMPONENT_LABEL, INJECT_LABEL, ISTIO_REV_LABEL, NAME_LABEL};
 use crate::resolve::{self, MeshSettings};
 
+/// Pod-template annotation: which CA material weftd runs with.
+pub const CA_FINGERPRINT_ANNOTATION: &str = "weft.dev/ca-fingerprint";
 /// weftd's container name.
 pub const WEFTD_CONTAINER: &str = "weftd";
 /// Longest workload certificate weftd grants unless the spec asks for more.
@@ -38,6 +40,17 @@ pub fn selector(revision: &str) -> BTreeMap<String, String> {
         (NAME_LABEL.to_owned(), "weftd".to_owned()),
         (labels::REVISION_LABEL.to_owned(), revision.to_owned()),
     ])
+}
+
+/// SHA-256 (first 16 hex digits) of the CA material weftd loads.
+pub fn ca_fingerprint(ca_cert: &[u8], root_cert: &[u8]) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(ca_cert);
+    ctx.update(root_cert);
+    ctx.finish().as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Name of the cluster-scoped RBAC objects of a revision.
@@ -214,6 +227,7 @@ pub fn render(
     mesh: &MeshSettings,
     images: &Images,
     owner: &Owner,
+    ca_fingerprint: &str,
 ) -> Result<Vec<Manifest>, RenderError> {
     let name = contract::weftd_name(&mesh.revision);
     let cluster_name = cluster_role_name(mesh);
@@ -287,7 +301,13 @@ pub fn render(
         ..Default::default()
     })?);
 
-    out.push(Manifest::new(&deployment(mesh, images, owner, &name))?);
+    out.push(Manifest::new(&deployment(
+        mesh,
+        images,
+        owner,
+        &name,
+        ca_fingerprint,
+    ))?);
 
     out.push(Manifest::new(&PodDisruptionBudget {
         metadata: meta(mesh, owner, &name, true),
@@ -304,7 +324,13 @@ pub fn render(
     Ok(out)
 }
 
-fn deployment(mesh: &MeshSettings, images: &Images, owner: &Owner, name: &str) -> Deployment {
+fn deployment(
+    mesh: &MeshSettings,
+    images: &Images,
+    owner: &Owner,
+    name: &str,
+    ca_fingerprint: &str,
+) -> Deployment {
     let mut pod_labels = selector(&mesh.revision);
     pod_labels.insert(ISTIO_REV_LABEL.to_owned(), mesh.revision.clone());
     pod_labels.insert(
@@ -392,6 +418,10 @@ fn deployment(mesh: &MeshSettings, images: &Images, owner: &Owner, name: &str) -
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
+                    annotations: Some(BTreeMap::from([(
+                        CA_FINGERPRINT_ANNOTATION.to_owned(),
+                        ca_fingerprint.to_owned(),
+                    )])),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {

@@ -14,6 +14,9 @@ pub struct RevisionInput<'a> {
     pub default: bool,
     /// The mesh root(s), PEM: the webhooks' `caBundle`.
     pub ca_bundle: &'a str,
+    /// Fingerprint of the CA material weftd loads (a pod-template
+    /// annotation: weftd reads its CA at start, so new material rolls it).
+    pub ca_fingerprint: &'a str,
     /// Register the webhooks: once weftd has been available (so no pod
     /// creation fails on a webhook nobody serves yet), and from then on.
     pub webhooks: bool,
@@ -21,7 +24,8 @@ pub struct RevisionInput<'a> {
 
 /// The revision-scoped objects.
 pub fn render(input: &RevisionInput<'_>) -> Result<Vec<Manifest>, RenderError> {
-    let mut out = controlplane::render(input.mesh, input.images, input.owner)?;
+    let mut out =
+        controlplane::render(input.mesh, input.images, input.owner, input.ca_fingerprint)?;
     if input.webhooks {
         out.extend(webhooks::render(
             input.mesh,
