@@ -167,8 +167,11 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         controllers.await;
         Ok(())
     };
-    if result.is_ok() && config.leader_elect {
-        if let Err(e) = elector.release().await {
+    if result.is_ok()
+        && config.leader_elect
+        && let Err(e) = elector.release().await
+    {
+        {
             tracing::warn!(error = %e, "releasing the Lease failed; the standby takes over when it expires");
         }
     }

@@ -78,6 +78,21 @@ fn truncate(message: &str) -> String {
     format!("{}…", &message[..end])
 }
 
+/// Replaces Ready and Progressing in `conds` by what `existing` says (for a
+/// reconcile that observed nothing because the spec is refused).
+pub fn keep_observed(conds: &mut [Cond], existing: &[Condition]) {
+    for c in conds.iter_mut() {
+        if !matches!(c.type_, ConditionType::Ready | ConditionType::Progressing) {
+            continue;
+        }
+        if let Some(e) = existing.iter().find(|e| e.type_ == c.type_.as_str()) {
+            c.status = e.status == "True";
+            c.reason = e.reason.clone();
+            c.message = e.message.clone();
+        }
+    }
+}
+
 /// How a Deployment the operator runs is doing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Rollout {
@@ -299,10 +314,8 @@ pub fn installation_conditions(o: &InstallationObservation) -> (Vec<Cond>, State
     };
 
     let mut rolling: Vec<String> = Vec::new();
-    if let Some(w) = &o.weftd {
-        if !w.complete() {
-            rolling.push(w.summary());
-        }
+    if let Some(w) = o.weftd.as_ref().filter(|w| !w.complete()) {
+        rolling.push(w.summary());
     }
     rolling.extend(
         o.gateways

@@ -393,11 +393,16 @@ async fn report(
     let name = mi.name_any();
     let generation = mi.metadata.generation.unwrap_or(0);
     let current = mi.status.clone();
-    let (conds, state) = status::installation_conditions(obs);
+    let (mut conds, state) = status::installation_conditions(obs);
     let existing = current
         .as_ref()
         .map(|s| s.conditions.clone())
         .unwrap_or_default();
+    if obs.spec_error.is_some() {
+        // Nothing was observed for a spec that cannot be carried out: what
+        // runs is as it was, and so is what status said about it.
+        status::keep_observed(&mut conds, &existing);
+    }
     let now = Time(Timestamp::now());
     let ready = conds
         .iter()

@@ -25,6 +25,25 @@ use weft_api::weft::{MeshInstallation, MeshRevision};
 
 use crate::labels::{FIELD_MANAGER, MANAGED_BY_LABEL};
 
+/// Maps a namespaced object to its cluster-scoped owners of kind `O`.
+/// (`Controller::owns` would look the owner up in the child's namespace,
+/// where a cluster-scoped MeshInstallation or MeshRevision never is.)
+fn owners<K, O>(object: K) -> Vec<ObjectRef<O>>
+where
+    K: kube::Resource,
+    O: kube::Resource<DynamicType = ()>,
+{
+    let kind = O::kind(&());
+    object
+        .meta()
+        .owner_references
+        .iter()
+        .flatten()
+        .filter(|o| o.kind == kind)
+        .map(|o| ObjectRef::new(&o.name))
+        .collect()
+}
+
 /// Runs both controllers until `shutdown` resolves; then lets running
 /// reconciles finish.
 pub async fn run(
@@ -50,10 +69,26 @@ pub async fn run(
             Api::<MeshRevision>::all(client.clone()),
             WatcherConfig::default(),
         )
-        .owns(Api::<Deployment>::all(client.clone()), managed.clone())
-        .owns(Api::<Service>::all(client.clone()), managed.clone())
-        .owns(Api::<ConfigMap>::all(client.clone()), managed.clone())
-        .owns(Api::<Secret>::all(client.clone()), managed.clone())
+        .watches(
+            Api::<Deployment>::all(client.clone()),
+            managed.clone(),
+            owners::<Deployment, MeshInstallation>,
+        )
+        .watches(
+            Api::<Service>::all(client.clone()),
+            managed.clone(),
+            owners::<Service, MeshInstallation>,
+        )
+        .watches(
+            Api::<ConfigMap>::all(client.clone()),
+            managed.clone(),
+            owners::<ConfigMap, MeshInstallation>,
+        )
+        .watches(
+            Api::<Secret>::all(client.clone()),
+            managed.clone(),
+            owners::<Secret, MeshInstallation>,
+        )
         // A new namespace needs its trust bundle; a namespace made ours may be deleted.
         .watches(
             Api::<Namespace>::all(client.clone()),
@@ -101,8 +136,16 @@ pub async fn run(
     );
     let rev_store = revisions.store();
     let revisions = revisions
-        .owns(Api::<Deployment>::all(client.clone()), managed.clone())
-        .owns(Api::<Service>::all(client.clone()), managed.clone())
+        .watches(
+            Api::<Deployment>::all(client.clone()),
+            managed.clone(),
+            owners::<Deployment, MeshRevision>,
+        )
+        .watches(
+            Api::<Service>::all(client.clone()),
+            managed.clone(),
+            owners::<Service, MeshRevision>,
+        )
         .owns(
             Api::<MutatingWebhookConfiguration>::all(client.clone()),
             managed.clone(),

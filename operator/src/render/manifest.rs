@@ -174,41 +174,40 @@ fn redact(value: &mut serde_json::Value) {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    if let Some(map) = value.as_object_mut() {
-        if kind == "Secret" {
-            if let Some(Value::Object(data)) = map.get_mut("data") {
-                for v in data.values_mut() {
-                    *v = Value::String("<redacted>".into());
-                }
-            }
+    let Some(map) = value.as_object_mut() else {
+        return;
+    };
+    if kind == "Secret"
+        && let Some(Value::Object(data)) = map.get_mut("data")
+    {
+        for v in data.values_mut() {
+            *v = Value::String("<redacted>".into());
         }
-        if kind == "ConfigMap" {
-            if let Some(Value::Object(data)) = map.get_mut("data") {
-                if let Some(v) = data.get_mut(crate::contract::ROOT_CERT) {
-                    *v = Value::String("<mesh root certificate>".into());
-                }
-            }
-        }
-        if let Some(Value::Object(meta)) = map.get_mut("metadata") {
-            if let Some(Value::Object(a)) = meta.get_mut("annotations") {
-                if a.contains_key(DESIRED_HASH_ANNOTATION) {
-                    a.insert(
-                        DESIRED_HASH_ANNOTATION.into(),
-                        Value::String("<hash>".into()),
-                    );
-                }
-            }
-        }
-        if let Some(Value::Array(hooks)) = map.get_mut("webhooks") {
-            for hook in hooks {
-                if let Some(Value::Object(cc)) = hook.get_mut("clientConfig") {
-                    if cc.contains_key("caBundle") {
-                        cc.insert(
-                            "caBundle".into(),
-                            Value::String("<mesh root certificate>".into()),
-                        );
-                    }
-                }
+    }
+    if kind == "ConfigMap"
+        && let Some(Value::Object(data)) = map.get_mut("data")
+        && let Some(v) = data.get_mut(crate::contract::ROOT_CERT)
+    {
+        *v = Value::String("<mesh root certificate>".into());
+    }
+    if let Some(Value::Object(meta)) = map.get_mut("metadata")
+        && let Some(Value::Object(a)) = meta.get_mut("annotations")
+        && a.contains_key(DESIRED_HASH_ANNOTATION)
+    {
+        a.insert(
+            DESIRED_HASH_ANNOTATION.into(),
+            Value::String("<hash>".into()),
+        );
+    }
+    if let Some(Value::Array(hooks)) = map.get_mut("webhooks") {
+        for hook in hooks {
+            if let Some(Value::Object(cc)) = hook.get_mut("clientConfig")
+                && cc.contains_key("caBundle")
+            {
+                cc.insert(
+                    "caBundle".into(),
+                    Value::String("<mesh root certificate>".into()),
+                );
             }
         }
     }
