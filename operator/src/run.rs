@@ -171,9 +171,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         && config.leader_elect
         && let Err(e) = elector.release().await
     {
-        {
-            tracing::warn!(error = %e, "releasing the Lease failed; the standby takes over when it expires");
-        }
+        tracing::warn!(error = %e, "releasing the Lease failed; the standby takes over when it expires");
     }
     let _ = stop_tx.send(true);
     let _ = server.await;
