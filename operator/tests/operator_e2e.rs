@@ -326,6 +326,11 @@ async fn lifecycle(cluster: &Cluster, client: &Client) -> Result<(), Error> {
         ready,
     )
     .await?;
+    let settled = |mi: &MeshInstallation| {
+        ready(mi)
+            && condition(mi, "Progressing").is_some_and(|c| !c.0)
+            && condition(mi, "Degraded").is_some_and(|c| !c.0)
+    };
     let to_ready = started.elapsed();
     eprintln!("FIGURE apply-to-Ready: {:.1}s", to_ready.as_secs_f64());
     ensure(
@@ -341,6 +346,14 @@ async fn lifecycle(cluster: &Cluster, client: &Client) -> Result<(), Error> {
         || "status.activeRevision is not default".into(),
     )?;
 
+    wait_mi(
+        client,
+        "MeshInstallation settled",
+        Duration::from_secs(60),
+        settled,
+    )
+    .await?;
+
     // Injection answers for istio-injection=enabled (the pod cannot run
     // without weft-proxy's image; creation is what is checked).
     let pods: Api<Pod> = Api::namespaced(client.clone(), labelled.name());
@@ -354,6 +367,7 @@ async fn lifecycle(cluster: &Cluster, client: &Client) -> Result<(), Error> {
         .await?;
 
     // 2. Steady state: nothing rewritten across several resync periods.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let before = versions(client).await?;
     let leader_pod = leader(client).await?;
     let writes_before = operator_writes(cluster, &leader_pod).await?;
@@ -533,6 +547,33 @@ async fn lifecycle(cluster: &Cluster, client: &Client) -> Result<(), Error> {
                 .and_then(|d| d.get("root-cert.pem").map(|b| b.0.clone()))
                 .unwrap_or_default();
             Ok::<_, kube::Error>((root == files.root_cert.as_bytes()).then_some(()))
+        },
+    )
+    .await?;
+    // weftd reads its CA at start: the new material rolls it.
+    let fingerprint = weft_operator::render::controlplane::ca_fingerprint(
+        files.ca_cert.as_bytes(),
+        files.root_cert.as_bytes(),
+    );
+    poll_until(
+        "weftd rolled out with the plugged-in CA",
+        Duration::from_secs(240),
+        Duration::from_secs(1),
+        || async {
+            let d = deployments.get("weftd-default").await?;
+            let annotated = d
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.metadata.as_ref())
+                .and_then(|m| m.annotations.as_ref())
+                .and_then(|a| a.get("weft.dev/ca-fingerprint"))
+                == Some(&fingerprint);
+            let rolled = weft_e2e::wait::is_deployment_available(&d)
+                && d.status.as_ref().and_then(|s| s.updated_replicas)
+                    == d.spec.as_ref().and_then(|s| s.replicas)
+                && d.status.as_ref().and_then(|s| s.replicas)
+                    == d.spec.as_ref().and_then(|s| s.replicas);
+            Ok::<_, kube::Error>((annotated && rolled).then_some(()))
         },
     )
     .await?;
