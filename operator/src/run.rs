@@ -73,11 +73,20 @@ pub async fn kube_client(config: &Config) -> Result<Client, RunError> {
     Client::try_from(kube_config).map_err(|e| RunError::Client(e.to_string()))
 }
 
+/// This process's identity in the Lease: the pod name plus a random
+/// suffix, so a restarted container does not mistake its dead
+/// predecessor's Lease for its own (it waits for expiry like any standby).
 fn identity(config: &Config) -> String {
-    config.identity.clone().unwrap_or_else(|| {
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "weft-operator".to_owned());
-        format!("{host}-{}", std::process::id())
-    })
+    use ring::rand::SecureRandom;
+    let base = config.identity.clone().unwrap_or_else(|| {
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "weft-operator".to_owned())
+    });
+    let mut bytes = [0u8; 4];
+    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
+    format!(
+        "{base}_{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
 }
 
 async fn stopped(mut rx: watch::Receiver<bool>) {

@@ -175,10 +175,16 @@ async fn operator_writes(cluster: &Cluster, pod: &str) -> Result<u64, Error> {
 async fn leader(client: &Client) -> Result<String, Error> {
     let api: Api<Lease> = Api::namespaced(client.clone(), OPERATOR_NS);
     let lease = api.get("weft-operator").await?;
+    // The holder is `<pod>_<random>`: the pod name is what tests use.
     lease
         .spec
         .and_then(|s| s.holder_identity)
         .filter(|h| !h.is_empty())
+        .map(|h| {
+            h.rsplit_once('_')
+                .map(|(pod, _)| pod.to_owned())
+                .unwrap_or(h)
+        })
         .ok_or_else(|| assert_err("the Lease has no holder".into()))
 }
 
