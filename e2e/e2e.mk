@@ -2,7 +2,7 @@
 # Included by the root Makefile.
 
 E2E_CLUSTERS ?= a b
-E2E_PACKAGES ?= weft-e2e weftd weft-proxy
+E2E_PACKAGES ?= weft-e2e weftd weft-proxy weft-operator
 E2E_TEST_ARGS ?= --ignored --test-threads=2
 
 .PHONY: test-e2e check-clean

@@ -77,3 +77,4 @@ $(eval $(call weft-image,weft-proxy,weft-proxy,weft-proxy,--port 15001 --port 15
 images-build: $(IMAGE_DIR)/weft-iptables
 $(IMAGE_DIR)/weft-iptables: dataplane/image/iptables-bundle.sh
 	dataplane/image/iptables-bundle.sh $@
+$(eval $(call weft-image,weft-operator,weft-operator,weft-operator,--user 65532:65532 --port 8080))

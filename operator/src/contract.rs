@@ -1,0 +1,74 @@
+//! What the operator and the other components agree on without sharing
+//! code (the operator depends on neither weftd nor weft-proxy): weftd's
+//! ports, paths and CA Secret layout, and the proxy's bootstrap contract
+//! in gateway mode. The values mirror `controlplane/src/config.rs`,
+//! `controlplane/src/inject/settings.rs`, `controlplane/src/gateway/` and
+//! `controlplane/src/ca/authority.rs`; the end-to-end tests check them
+//! against a running weftd.
+
+/// Plaintext xDS (off in weftd unless `--plaintext-xds-port`).
+pub const XDS_PLAINTEXT_PORT: i32 = 15010;
+/// xDS and the mesh CA over TLS.
+pub const XDS_TLS_PORT: i32 = 15012;
+/// Monitoring: `/metrics`, `/ready`, `/debug/*`.
+pub const MONITORING_PORT: i32 = 15014;
+/// Admission webhooks over TLS (`/inject`, `/validate`).
+pub const WEBHOOK_PORT: i32 = 15017;
+/// weftd's readiness path on [`MONITORING_PORT`] (200 once its index synced).
+pub const READY_PATH: &str = "/ready";
+/// weftd's sidecar-injection webhook path.
+pub const INJECT_PATH: &str = "/inject";
+/// weftd's validation webhook path.
+pub const VALIDATE_PATH: &str = "/validate";
+/// API groups weftd's validation webhook checks.
+pub const VALIDATED_GROUPS: [&str; 2] = ["networking.istio.io", "security.istio.io"];
+/// Versions Weft serves the Istio groups at.
+pub const VALIDATED_VERSIONS: [&str; 2] = ["v1", "v1beta1"];
+/// Namespaces the injector never touches.
+pub const IGNORED_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
+/// The uid weftd's image runs as.
+pub const WEFTD_UID: i64 = 65532;
+
+/// CA Secret keys (Istio's `cacerts` layout), as weftd's `--ca-source secret` reads them.
+pub const CA_CERT: &str = "ca-cert.pem";
+pub const CA_KEY: &str = "ca-key.pem";
+pub const ROOT_CERT: &str = "root-cert.pem";
+pub const CERT_CHAIN: &str = "cert-chain.pem";
+/// Name of the CA Secret in the mesh namespace.
+pub const CA_SECRET: &str = "cacerts";
+/// The trust-bundle ConfigMap in every namespace (key [`ROOT_CERT`]).
+pub const ROOT_CERT_CONFIG_MAP: &str = "weft-ca-root-cert";
+/// Audience of the projected token the mesh CA accepts.
+pub const TOKEN_AUDIENCE: &str = "weft-ca";
+
+/// The proxy in gateway mode: `weft-proxy gateway`.
+pub const PROXY_GATEWAY_ARGS: [&str; 1] = ["gateway"];
+/// The proxy's health port and readiness path.
+pub const PROXY_HEALTH_PORT: i32 = 15021;
+pub const PROXY_READY_PATH: &str = "/healthz/ready";
+/// The uid and gid the proxy runs as.
+pub const PROXY_UID: i64 = 1337;
+/// The proxy's bootstrap volumes and where they are mounted.
+pub const TOKEN_VOLUME: &str = "weft-token";
+pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/tokens";
+pub const TOKEN_FILE: &str = "weft-token";
+pub const TOKEN_EXPIRATION_SECONDS: i64 = 43_200;
+pub const DATA_VOLUME: &str = "weft-data";
+pub const DATA_MOUNT_PATH: &str = "/var/lib/weft";
+pub const ROOT_CERT_VOLUME: &str = "weft-ca-root-cert";
+pub const ROOT_CERT_MOUNT_PATH: &str = "/var/run/secrets/weft";
+
+/// `weftd-<revision>`: the Deployment, Service and ServiceAccount of a revision.
+pub fn weftd_name(revision: &str) -> String {
+    format!("weftd-{revision}")
+}
+
+/// `weftd-<rev>.<ns>.svc:15012`, where proxies reach the control plane.
+pub fn xds_address(revision: &str, namespace: &str) -> String {
+    format!("{}.{namespace}.svc:{XDS_TLS_PORT}", weftd_name(revision))
+}
+
+/// The DNS name weftd's serving certificate carries for the webhook Service.
+pub fn webhook_host(revision: &str, namespace: &str) -> String {
+    format!("{}.{namespace}.svc", weftd_name(revision))
+}

@@ -1,0 +1,324 @@
+//! A gateway of `spec.gateways`: ServiceAccount, Deployment running
+//! `weft-proxy gateway`, Service of the requested type and a
+//! PodDisruptionBudget. The proxy's bootstrap is the one weftd's injector
+//! and Gateway API controller give proxies (see [`crate::contract`]):
+//! where weftd is, which gateway this is, a projected token for the CA, a
+//! writable data directory and the mesh root from `weft-ca-root-cert`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ProjectedVolumeSource, SecurityContext, Service, ServiceAccount,
+    ServiceAccountTokenProjection, ServicePort, ServiceSpec, Sysctl, Volume, VolumeMount,
+    VolumeProjection,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use weft_api::weft::{GatewayKind, ServiceType};
+
+use super::manifest::merged;
+use super::{Images, Manifest, Owner, RenderError};
+use crate::contract::{
+    self, DATA_MOUNT_PATH, DATA_VOLUME, PROXY_HEALTH_PORT, PROXY_READY_PATH, PROXY_UID, ROOT_CERT,
+    ROOT_CERT_CONFIG_MAP, ROOT_CERT_MOUNT_PATH, ROOT_CERT_VOLUME, TOKEN_AUDIENCE,
+    TOKEN_EXPIRATION_SECONDS, TOKEN_FILE, TOKEN_MOUNT_PATH, TOKEN_VOLUME,
+};
+use crate::labels::{
+    self, COMPONENT_LABEL, GATEWAY_LABEL, INJECT_LABEL, ISTIO_REV_LABEL, NAME_LABEL,
+};
+use crate::resolve::{GatewaySettings, MeshSettings};
+
+/// What a gateway's pods and Service select on (immutable once created).
+pub fn selector(gateway: &GatewaySettings) -> BTreeMap<String, String> {
+    BTreeMap::from([(GATEWAY_LABEL.to_owned(), gateway.name.clone())])
+}
+
+fn kind_name(kind: GatewayKind) -> &'static str {
+    match kind {
+        GatewayKind::Ingress => "ingress-gateway",
+        GatewayKind::Egress => "egress-gateway",
+        GatewayKind::Eastwest => "eastwest-gateway",
+    }
+}
+
+fn service_type(t: ServiceType) -> &'static str {
+    match t {
+        ServiceType::ClusterIP => "ClusterIP",
+        ServiceType::NodePort => "NodePort",
+        ServiceType::LoadBalancer => "LoadBalancer",
+    }
+}
+
+/// Labels on every object of the gateway: the user's first, Weft's on top.
+fn object_labels(mesh: &MeshSettings, gateway: &GatewaySettings) -> BTreeMap<String, String> {
+    let mut weft = labels::installation_labels(&mesh.installation);
+    weft.insert(NAME_LABEL.to_owned(), gateway.name.clone());
+    weft.insert(
+        COMPONENT_LABEL.to_owned(),
+        kind_name(gateway.kind).to_owned(),
+    );
+    weft.insert(ISTIO_REV_LABEL.to_owned(), mesh.revision.clone());
+    weft.extend(selector(gateway));
+    merged(&gateway.labels, &weft)
+}
+
+fn env_value(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.to_owned()),
+        ..Default::default()
+    }
+}
+
+fn env_field(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_owned(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn volumes() -> Vec<Volume> {
+    vec![
+        Volume {
+            name: TOKEN_VOLUME.to_owned(),
+            projected: Some(ProjectedVolumeSource {
+                sources: Some(vec![VolumeProjection {
+                    service_account_token: Some(ServiceAccountTokenProjection {
+                        audience: Some(TOKEN_AUDIENCE.to_owned()),
+                        expiration_seconds: Some(TOKEN_EXPIRATION_SECONDS),
+                        path: TOKEN_FILE.to_owned(),
+                    }),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Volume {
+            name: DATA_VOLUME.to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: Some("Memory".to_owned()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Volume {
+            name: ROOT_CERT_VOLUME.to_owned(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: ROOT_CERT_CONFIG_MAP.to_owned(),
+                items: Some(vec![KeyToPath {
+                    key: ROOT_CERT.to_owned(),
+                    path: ROOT_CERT.to_owned(),
+                    ..Default::default()
+                }]),
+                optional: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    ]
+}
+
+fn mounts() -> Vec<VolumeMount> {
+    let mount = |name: &str, path: &str, read_only: bool| VolumeMount {
+        name: name.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: read_only.then_some(true),
+        ..Default::default()
+    };
+    vec![
+        mount(TOKEN_VOLUME, TOKEN_MOUNT_PATH, true),
+        mount(DATA_VOLUME, DATA_MOUNT_PATH, false),
+        mount(ROOT_CERT_VOLUME, ROOT_CERT_MOUNT_PATH, true),
+    ]
+}
+
+/// The gateway's objects.
+pub fn render_one(
+    mesh: &MeshSettings,
+    gateway: &GatewaySettings,
+    images: &Images,
+    owner: &Owner,
+) -> Result<Vec<Manifest>, RenderError> {
+    let labels = object_labels(mesh, gateway);
+    let meta = ObjectMeta {
+        name: Some(gateway.name.clone()),
+        namespace: Some(gateway.namespace.clone()),
+        labels: Some(labels.clone()),
+        owner_references: Some(vec![owner.reference()]),
+        ..Default::default()
+    };
+    let mut pod_labels = labels.clone();
+    // The gateway is a proxy itself: never inject a sidecar into it.
+    pod_labels.insert(INJECT_LABEL.to_owned(), "false".to_owned());
+
+    let env = vec![
+        env_value(
+            "WEFT_XDS_ADDRESS",
+            &contract::xds_address(&mesh.revision, &mesh.namespace),
+        ),
+        env_value("WEFT_GATEWAY_NAME", &gateway.name),
+        env_value("WEFT_GATEWAY_NAMESPACE", &gateway.namespace),
+        env_value("WEFT_TRUST_DOMAIN", &mesh.trust_domain),
+        env_value("WEFT_REVISION", &mesh.revision),
+        env_value(
+            "WEFT_TOKEN_PATH",
+            &format!("{TOKEN_MOUNT_PATH}/{TOKEN_FILE}"),
+        ),
+        env_value(
+            "WEFT_ROOT_CERT_PATH",
+            &format!("{ROOT_CERT_MOUNT_PATH}/{ROOT_CERT}"),
+        ),
+        env_field("POD_NAME", "metadata.name"),
+        env_field("POD_NAMESPACE", "metadata.namespace"),
+        env_field("INSTANCE_IP", "status.podIP"),
+        env_field("SERVICE_ACCOUNT", "spec.serviceAccountName"),
+        env_field("NODE_NAME", "spec.nodeName"),
+    ];
+    let mut container_ports: Vec<ContainerPort> = Vec::new();
+    for (name, _, target, _) in &gateway.ports {
+        if !container_ports.iter().any(|p| p.container_port == *target) {
+            container_ports.push(ContainerPort {
+                name: Some(name.clone()).filter(|n| n.len() <= 15),
+                container_port: *target,
+                protocol: Some("TCP".to_owned()),
+                ..Default::default()
+            });
+        }
+    }
+    if !container_ports
+        .iter()
+        .any(|p| p.container_port == PROXY_HEALTH_PORT)
+    {
+        container_ports.push(ContainerPort {
+            name: Some("status-port".to_owned()),
+            container_port: PROXY_HEALTH_PORT,
+            protocol: Some("TCP".to_owned()),
+            ..Default::default()
+        });
+    }
+    let container = Container {
+        name: "weft-proxy".to_owned(),
+        image: Some(images.proxy.clone()),
+        image_pull_policy: Some(images.pull_policy.clone()),
+        args: Some(
+            contract::PROXY_GATEWAY_ARGS
+                .iter()
+                .map(|a| (*a).to_owned())
+                .collect(),
+        ),
+        env: Some(env),
+        volume_mounts: Some(mounts()),
+        ports: Some(container_ports),
+        readiness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some(PROXY_READY_PATH.to_owned()),
+                port: IntOrString::Int(PROXY_HEALTH_PORT),
+                ..Default::default()
+            }),
+            period_seconds: Some(2),
+            failure_threshold: Some(30),
+            ..Default::default()
+        }),
+        resources: Some(gateway.resources.clone()),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                ..Default::default()
+            }),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            run_as_user: Some(PROXY_UID),
+            run_as_group: Some(PROXY_UID),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+
+    let service_ports: Vec<ServicePort> = gateway
+        .ports
+        .iter()
+        .map(|(name, port, target, node_port)| ServicePort {
+            name: Some(name.clone()),
+            port: *port,
+            target_port: Some(IntOrString::Int(*target)),
+            node_port: node_port.filter(|_| gateway.service_type != ServiceType::ClusterIP),
+            protocol: Some("TCP".to_owned()),
+            ..Default::default()
+        })
+        .collect();
+
+    Ok(vec![
+        Manifest::new(&ServiceAccount {
+            metadata: meta.clone(),
+            ..Default::default()
+        })?,
+        Manifest::new(&Service {
+            metadata: meta.clone(),
+            spec: Some(ServiceSpec {
+                type_: Some(service_type(gateway.service_type).to_owned()),
+                selector: Some(selector(gateway)),
+                ports: Some(service_ports),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })?,
+        Manifest::new(&Deployment {
+            metadata: meta.clone(),
+            spec: Some(DeploymentSpec {
+                replicas: Some(gateway.replicas),
+                selector: LabelSelector {
+                    match_labels: Some(selector(gateway)),
+                    ..Default::default()
+                },
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(pod_labels),
+                        ..Default::default()
+                    }),
+                    spec: Some(PodSpec {
+                        service_account_name: Some(gateway.name.clone()),
+                        // Listeners below 1024 (80, 443) without root or
+                        // NET_BIND_SERVICE: a namespaced, safe sysctl.
+                        security_context: Some(PodSecurityContext {
+                            sysctls: Some(vec![Sysctl {
+                                name: "net.ipv4.ip_unprivileged_port_start".to_owned(),
+                                value: "0".to_owned(),
+                            }]),
+                            ..Default::default()
+                        }),
+                        containers: vec![container],
+                        volumes: Some(volumes()),
+                        ..Default::default()
+                    }),
+                },
+                ..Default::default()
+            }),
+            ..Default::default()
+        })?,
+        Manifest::new(&PodDisruptionBudget {
+            metadata: meta,
+            spec: Some(PodDisruptionBudgetSpec {
+                max_unavailable: Some(IntOrString::Int(1)),
+                selector: Some(LabelSelector {
+                    match_labels: Some(selector(gateway)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })?,
+    ])
+}
