@@ -17,7 +17,7 @@ use crate::istio::common::Duration;
 /// Trust domain of workload identities when the spec names none.
 pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
 /// Namespace the control plane runs in and mesh-wide policy lives in.
-pub const DEFAULT_ROOT_NAMESPACE: &str = "istio-system";
+pub const DEFAULT_ROOT_NAMESPACE: &str = "weft-system";
 /// Grace period before an unused revision is deleted.
 pub const DEFAULT_GRACE_PERIOD_SECONDS: i64 = 30;
 /// Gateway classes Weft serves, so YAML written for Istio works unchanged.
@@ -365,7 +365,8 @@ pub struct MeshConfig {
     #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"), extend("default" = DEFAULT_TRUST_DOMAIN))]
     pub trust_domain: Option<String>,
 
-    /// Namespace whose policies apply mesh-wide (Istio's root namespace).
+    /// Namespace of the control plane, whose policies apply mesh-wide
+    /// (Istio's root namespace). Set `istio-system` to keep Istio's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63), extend("default" = DEFAULT_ROOT_NAMESPACE))]
     pub root_namespace: Option<String>,

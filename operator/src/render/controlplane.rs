@@ -202,6 +202,9 @@ pub fn weftd_args(mesh: &MeshSettings, images: &Images) -> Vec<String> {
     [
         ("--revision", mesh.revision.clone()),
         ("--namespace", mesh.namespace.clone()),
+        // The mesh namespace is the root namespace: its policies apply
+        // mesh-wide (`meshConfig.rootNamespace`, as in Istio).
+        ("--root-namespace", mesh.namespace.clone()),
         ("--trust-domain", mesh.trust_domain.clone()),
         ("--ca-source", "secret".to_owned()),
         ("--ca-secret", mesh.ca.secret_name.clone()),
