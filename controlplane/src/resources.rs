@@ -3,6 +3,7 @@
 //! per proxy; the xDS server diffs two of them to push only what changed.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::hash::{Hash, Hasher};
 
 use envoy_types::pb::google::protobuf::Any;
@@ -54,10 +55,12 @@ impl Resource {
     }
 }
 
-/// Every resource for one proxy, by type URL and name.
+/// Every resource for one proxy, by type URL and name. Resources are
+/// shared (`Arc`): copying a proxy's set to patch a few entries, or
+/// handing the same set to many proxies, copies no encoded bodies.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Resources {
-    by_type: BTreeMap<String, BTreeMap<String, Resource>>,
+    by_type: BTreeMap<String, BTreeMap<String, Arc<Resource>>>,
 }
 
 /// What differs between two sets of one type.
@@ -81,7 +84,7 @@ impl Resources {
         self.by_type
             .entry(resource.body.type_url.clone())
             .or_default()
-            .insert(resource.name.clone(), resource);
+            .insert(resource.name.clone(), Arc::new(resource));
     }
 
     /// The resources of one type, by name.
@@ -90,11 +93,15 @@ impl Resources {
             .get(type_url)
             .into_iter()
             .flat_map(|m| m.values())
+            .map(|r| &**r)
     }
 
     /// One resource.
     pub fn get(&self, type_url: &str, name: &str) -> Option<&Resource> {
-        self.by_type.get(type_url).and_then(|m| m.get(name))
+        self.by_type
+            .get(type_url)
+            .and_then(|m| m.get(name))
+            .map(|r| &**r)
     }
 
     /// A version for the whole set of one type (state-of-the-world responses).
@@ -116,7 +123,7 @@ impl Resources {
             changed: new
                 .values()
                 .filter(|r| old.get(&r.name).is_none_or(|o| o.version != r.version))
-                .cloned()
+                .map(|r| (**r).clone())
                 .collect(),
             removed: old
                 .keys()
