@@ -3,8 +3,8 @@
 //! per proxy; the xDS server diffs two of them to push only what changed.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use envoy_types::pb::google::protobuf::Any;
 
