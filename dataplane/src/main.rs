@@ -4,13 +4,15 @@ use clap::Parser;
 use weft_proxy::cli::{Cli, Command};
 use weft_proxy::run;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     weft_proxy::cli::init_logging();
     let cli = Cli::parse();
-    match cli.command {
-        Command::Sidecar(args) => run::sidecar(args.files.files(), args.options()?).await?,
-        Command::Gateway(args) => run::gateway(args.files.files(), args.options()).await?,
-    }
-    Ok(())
+    let runtime = weft_proxy::cli::runtime(cli.concurrency())?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Sidecar(args) => run::sidecar(args.files.files(), args.options()?).await?,
+            Command::Gateway(args) => run::gateway(args.files.files(), args.options()).await?,
+        }
+        Ok(())
+    })
 }
