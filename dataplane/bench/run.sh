@@ -12,7 +12,8 @@
 # Knobs (environment): BENCH_DURATION seconds per case (10),
 # BENCH_RATES total req/s of the fixed-rate cases ("1000 10000"),
 # BENCH_MAX=0 skips the max-throughput cases, BENCH_PORT_BASE (28080),
-# BENCH_PROTOCOLS ("h1 h2"), WEFT_CONCURRENCY worker threads per proxy
+# BENCH_PROTOCOLS ("h1 h2"), BENCH_HOLD=1 starts everything and waits
+# (for profiling by hand) instead of measuring, WEFT_CONCURRENCY worker threads per proxy
 # and nginx worker_processes (nproc), CARGO (cargo).
 set -euo pipefail
 
@@ -108,7 +109,7 @@ weft() { # name ip listener-flag
         "$flag" "$ip:$H1" "$flag" "$ip:$H2" --original-dst-from-local-addr \
         --admin-addr "$ip:$((BASE + 30))" --metrics-addr "$ip:$((BASE + 31))" \
         --health-addr "$ip:$((BASE + 32))" --status-addr "$ip:$((BASE + 33))" \
-        --drain-seconds 1 >"$work/weft-$name.log" 2>&1 &
+        --concurrency "$WORKERS" --drain-seconds 1 >"$work/weft-$name.log" 2>&1 &
     pids+=($!)
 }
 weft server 127.0.0.2 --inbound-addr
@@ -208,6 +209,15 @@ for target in direct weft nginx; do
         fi
     done
 done
+
+if [[ ${BENCH_HOLD:-0} == 1 ]]; then
+    log "holding (BENCH_HOLD=1): weft $(url weft h1) $(url weft h2) pids $weft_client $weft_server;" \
+        "nginx $(url nginx h1) $(url nginx h2); direct $(url direct h1) $(url direct h2); Ctrl-C stops"
+    while true; do
+        sleep 3600 &
+        wait $! # (the traps run at once on a signal)
+    done
+fi
 
 sleep 1
 read -r w_idle _ w_idle_max <<<"$(proc_mem $weft_pids)"
