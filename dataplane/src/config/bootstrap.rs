@@ -34,9 +34,12 @@ pub fn descriptor_pool() -> Result<DescriptorPool, String> {
     DescriptorPool::decode(DESCRIPTORS).map_err(|e| format!("embedded Envoy descriptors: {e}"))
 }
 
-/// The embedded descriptor set's files: (name, imports, top-level message
-/// full names, encoded `FileDescriptorProto`), read one file at a time.
-fn descriptor_files() -> Result<Vec<(String, Vec<String>, Vec<String>, &'static [u8])>, String> {
+/// One file of the embedded descriptor set: (name, imports, top-level
+/// message full names, encoded `FileDescriptorProto`).
+type DescriptorFile = (String, Vec<String>, Vec<String>, &'static [u8]);
+
+/// The embedded descriptor set's files, decoded one at a time.
+fn descriptor_files() -> Result<Vec<DescriptorFile>, String> {
     use prost::Message;
     let bad = |e: &dyn std::fmt::Display| format!("embedded Envoy descriptors: {e}");
     let mut buf: &'static [u8] = DESCRIPTORS;
