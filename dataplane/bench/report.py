@@ -78,7 +78,9 @@ def case(args):
         "proto": args.proto,
         "load": args.load,
         "requests": len(lat_us),
-        "errors": bad + summary["failed"] + summary["errored"] + summary["non_2xx"],
+        # Failed streams and non-2xx answers, from the log or (if more,
+        # e.g. streams cut at the end of the run) h2load's summary.
+        "errors": max(bad, summary["failed"] + summary["non_2xx"]),
         "rps": rps,
         "h2load_rps": summary["h2load_rps"],
         "cpu_s": cpu_s,
