@@ -40,4 +40,4 @@ test-unit: ## unit tests of every crate (no cluster)
 
 test: fmt-check lint test-unit test-e2e ## everything: format, lint, unit, integration, end to end
 
-include $(wildcard e2e/cluster/cluster.mk e2e/images.mk e2e/e2e.mk controlplane/bench.mk operator/operator.mk)
+include $(wildcard e2e/cluster/cluster.mk e2e/images.mk e2e/e2e.mk controlplane/bench.mk dataplane/bench.mk operator/operator.mk)

@@ -99,6 +99,10 @@ pub struct CommonArgs {
     /// Milliseconds to wait for a connection's first bytes.
     #[arg(long, default_value_t = 5000)]
     pub sniff_timeout_ms: u64,
+    /// Worker threads (0: one per CPU). 1 runs every connection on a
+    /// single thread, without cross-thread wake-ups.
+    #[arg(long, env = "WEFT_CONCURRENCY", default_value_t = 0)]
+    pub concurrency: usize,
     #[arg(long, env = "POD_NAME", default_value = "unknown")]
     pub pod_name: String,
     #[arg(long, env = "POD_NAMESPACE", default_value = "unknown")]
@@ -155,6 +159,33 @@ pub enum SourceError {
     StaticFlag(&'static str),
     #[error("{0} is required to connect to weftd")]
     WeftdSetting(&'static str),
+}
+
+impl Cli {
+    /// The `--concurrency` of the chosen mode.
+    pub fn concurrency(&self) -> usize {
+        match &self.command {
+            Command::Sidecar(a) => a.common.concurrency,
+            Command::Gateway(a) => a.common.concurrency,
+            // iptables set-up: nothing to run concurrently
+            Command::Init(_) => 1,
+        }
+    }
+}
+
+/// The Tokio runtime for `concurrency` worker threads (0: one per CPU;
+/// 1: a single-threaded runtime).
+pub fn runtime(concurrency: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = if concurrency == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if concurrency > 1 {
+            b.worker_threads(concurrency);
+        }
+        b
+    };
+    builder.enable_all().build()
 }
 
 impl StaticArgs {
@@ -298,6 +329,23 @@ pub fn init_logging() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn concurrency_flag_sizes_the_runtime() {
+        let cli = Cli::parse_from([
+            "weft-proxy",
+            "sidecar",
+            "--bootstrap=b",
+            "--cert-chain=c",
+            "--key=k",
+            "--roots=r",
+            "--concurrency=3",
+        ]);
+        assert_eq!(cli.concurrency(), 3);
+        let rt = runtime(3).unwrap();
+        assert_eq!(rt.metrics().num_workers(), 3);
+        assert_eq!(runtime(1).unwrap().metrics().num_workers(), 1);
+    }
 
     #[test]
     fn workload_from_pod_name() {

@@ -12,8 +12,12 @@
 //!
 //! A bare list of resources is accepted too. JSON mapping goes through the
 //! descriptors `envoy-types` ships (see build.rs), so every Envoy field
-//! name and nested `typed_config` with `@type` works as in Envoy.
+//! name and nested `typed_config` with `@type` works as in Envoy. Only the
+//! descriptor files the document's `@type`s need (and their imports) are
+//! decoded: the whole set takes ~50 MB while it is decoded, memory the
+//! process would otherwise keep for its lifetime.
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use prost_reflect::{DescriptorPool, DynamicMessage};
@@ -28,6 +32,114 @@ pub(crate) static DESCRIPTORS: &[u8] =
 /// loading and the admin dump need them, and they are large).
 pub fn descriptor_pool() -> Result<DescriptorPool, String> {
     DescriptorPool::decode(DESCRIPTORS).map_err(|e| format!("embedded Envoy descriptors: {e}"))
+}
+
+/// One file of the embedded descriptor set: (name, imports, top-level
+/// message full names, encoded `FileDescriptorProto`).
+type DescriptorFile = (String, Vec<String>, Vec<String>, &'static [u8]);
+
+/// The embedded descriptor set's files, decoded one at a time.
+fn descriptor_files() -> Result<Vec<DescriptorFile>, String> {
+    use prost::Message;
+    let bad = |e: &dyn std::fmt::Display| format!("embedded Envoy descriptors: {e}");
+    let mut buf: &'static [u8] = DESCRIPTORS;
+    let mut files = Vec::new();
+    while !buf.is_empty() {
+        // FileDescriptorSet { repeated FileDescriptorProto file = 1; }
+        let key = prost::encoding::decode_varint(&mut buf).map_err(|e| bad(&e))?;
+        if key & 7 != 2 {
+            return Err(bad(&format!("unexpected wire type in field {}", key >> 3)));
+        }
+        let len = prost::encoding::decode_varint(&mut buf).map_err(|e| bad(&e))?;
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|l| *l <= buf.len())
+            .ok_or_else(|| bad(&"truncated file descriptor"))?;
+        let (blob, rest) = buf.split_at(len);
+        buf = rest;
+        if key >> 3 != 1 {
+            continue;
+        }
+        let file =
+            prost_reflect::prost_types::FileDescriptorProto::decode(blob).map_err(|e| bad(&e))?;
+        let package = file.package();
+        let messages = file
+            .message_type
+            .iter()
+            .map(|m| format!("{package}.{}", m.name()))
+            .collect();
+        files.push((file.name().to_owned(), file.dependency, messages, blob));
+    }
+    Ok(files)
+}
+
+/// A pool with the files defining `types` (message full names) and
+/// everything they import. Unknown names are left out (the caller reports
+/// them).
+pub fn descriptor_pool_for<'a>(
+    types: impl IntoIterator<Item = &'a str>,
+) -> Result<DescriptorPool, String> {
+    let files = descriptor_files()?;
+    let by_name: HashMap<&str, usize> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.0.as_str(), i))
+        .collect();
+    let by_message: HashMap<&str, usize> = files
+        .iter()
+        .enumerate()
+        .flat_map(|(i, f)| f.2.iter().map(move |m| (m.as_str(), i)))
+        .collect();
+    let mut pool = DescriptorPool::new();
+    let mut added = vec![false; files.len()];
+    // Depth-first, imports before the files that need them.
+    let mut stack: Vec<(usize, bool)> = types
+        .into_iter()
+        .filter_map(|t| by_message.get(t).map(|i| (*i, false)))
+        .collect();
+    while let Some((i, deps_done)) = stack.pop() {
+        if added[i] {
+            continue;
+        }
+        if deps_done {
+            pool.decode_file_descriptor_proto(files[i].3)
+                .map_err(|e| format!("embedded Envoy descriptors: {}: {e}", files[i].0))?;
+            added[i] = true;
+            continue;
+        }
+        stack.push((i, true));
+        for dep in &files[i].1 {
+            match by_name.get(dep.as_str()) {
+                Some(d) if !added[*d] => stack.push((*d, false)),
+                Some(_) => {}
+                None => {
+                    return Err(format!(
+                        "embedded Envoy descriptors: {} imports {dep}, which is missing",
+                        files[i].0
+                    ));
+                }
+            }
+        }
+    }
+    Ok(pool)
+}
+
+/// Every `@type` in a document, as message full names.
+fn type_names(value: &Value, out: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                if k == "@type"
+                    && let Value::String(t) = v
+                {
+                    out.insert(t.rsplit('/').next().unwrap_or(t).to_owned());
+                }
+                type_names(v, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| type_names(v, out)),
+        _ => {}
+    }
 }
 
 fn err(path: &str, reason: impl Into<String>) -> ConfigError {
@@ -63,7 +175,9 @@ pub fn load_value(source: &str, value: Value) -> Result<Resources, ConfigError> 
         },
         _ => return Err(err(source, "expected a list of resources")),
     };
-    let pool = descriptor_pool().map_err(|e| err(source, e))?;
+    let mut types = BTreeSet::new();
+    items.iter().for_each(|i| type_names(i, &mut types));
+    let pool = descriptor_pool_for(types.iter().map(String::as_str)).map_err(|e| err(source, e))?;
     let mut out = Resources::default();
     for (i, item) in items.into_iter().enumerate() {
         let Value::Object(mut obj) = item else {
@@ -101,4 +215,37 @@ pub fn load_value(source: &str, value: Value) -> Result<Resources, ConfigError> 
         out.apply(&type_url, vec![(name, body)], &[]);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_for_holds_the_types_and_their_imports_only() {
+        let full = descriptor_pool().unwrap();
+        let listener = "envoy.config.listener.v3.Listener";
+        let pool = descriptor_pool_for([listener, "no.such.Type"]).unwrap();
+        assert!(pool.get_message_by_name(listener).is_some());
+        // Imported by listener.proto.
+        assert!(
+            pool.get_message_by_name("envoy.config.core.v3.Address")
+                .is_some()
+        );
+        // Not imported by it: only in the full set.
+        let hcm =
+            "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+        assert!(pool.get_message_by_name(hcm).is_none());
+        assert!(full.get_message_by_name(hcm).is_some());
+        assert!(pool.files().count() < full.files().count());
+    }
+
+    #[test]
+    fn every_type_of_a_document_is_found() {
+        let doc = serde_json::json!([{"@type": "type.googleapis.com/a.B",
+            "x": [{"typed_config": {"@type": "type.googleapis.com/c.D"}}]}]);
+        let mut types = BTreeSet::new();
+        type_names(&doc, &mut types);
+        assert_eq!(types.into_iter().collect::<Vec<_>>(), ["a.B", "c.D"]);
+    }
 }

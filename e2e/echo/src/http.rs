@@ -34,6 +34,9 @@ pub async fn serve(listener: TcpListener, identity: Arc<Identity>) -> Result<(),
     }
     loop {
         let (stream, peer) = listener.accept().await.map_err(HttpError::Accept)?;
+        // HTTP/2 answers go out as separate HEADERS and DATA writes: without
+        // TCP_NODELAY, Nagle holds the DATA until the client's delayed ACK.
+        let _ = stream.set_nodelay(true);
         let peer = crate::report::canonical(peer);
         let identity = identity.clone();
         tokio::spawn(
