@@ -42,6 +42,28 @@ fn check_name(ctx: &Ctx<'_>, field: &str, inner: &str) -> Result<(), ConfigError
     }
 }
 
+/// Every resource of `type_url`, decoded as `M`, with its context: the
+/// `Any`'s type must be `type_url` and the message's own name (`field`,
+/// read by `name_of`) must equal the name it is listed under.
+fn decoded<'a, M: prost::Message + Default>(
+    resources: &'a Resources,
+    type_url: &str,
+    kind: &'static str,
+    field: &str,
+    name_of: fn(&M) -> &String,
+) -> Result<Vec<(Ctx<'a>, M)>, ConfigError> {
+    resources
+        .of_type(type_url)
+        .map(|(name, any)| {
+            let ctx = Ctx { kind, name };
+            check_type(&ctx, type_url, &any.type_url)?;
+            let message: M = ctx.decode(&any.value)?;
+            check_name(&ctx, field, name_of(&message))?;
+            Ok((ctx, message))
+        })
+        .collect()
+}
+
 fn check_type(ctx: &Ctx<'_>, want: &str, got: &str) -> Result<(), ConfigError> {
     if want == got {
         Ok(())
@@ -66,60 +88,50 @@ impl Snapshot {
             }
         }
         let mut endpoints: HashMap<String, Arc<[Endpoint]>> = HashMap::new();
-        for (name, any) in resources.of_type(type_url::ENDPOINT) {
-            let ctx = Ctx {
-                kind: "ClusterLoadAssignment",
-                name,
-            };
-            check_type(&ctx, type_url::ENDPOINT, &any.type_url)?;
-            let cla: ClusterLoadAssignment = ctx.decode(&any.value)?;
-            check_name(&ctx, "cluster_name", &cla.cluster_name)?;
+        for (ctx, cla) in decoded::<ClusterLoadAssignment>(
+            resources,
+            type_url::ENDPOINT,
+            "ClusterLoadAssignment",
+            "cluster_name",
+            |m| &m.cluster_name,
+        )? {
+            let name = ctx.name;
             endpoints.insert(name.to_owned(), cluster::endpoints(&ctx, "", &cla)?);
         }
         let mut clusters = HashMap::new();
-        for (name, any) in resources.of_type(type_url::CLUSTER) {
-            let ctx = Ctx {
-                kind: "Cluster",
-                name,
-            };
-            check_type(&ctx, type_url::CLUSTER, &any.type_url)?;
-            let c: PbCluster = ctx.decode(&any.value)?;
-            check_name(&ctx, "name", &c.name)?;
+        for (ctx, c) in
+            decoded::<PbCluster>(resources, type_url::CLUSTER, "Cluster", "name", |m| &m.name)?
+        {
+            let name = ctx.name;
             let compiled = cluster::compile(&ctx, &c, |svc| endpoints.get(svc).cloned())?;
             clusters.insert(name.to_owned(), Arc::new(compiled));
         }
         let mut routes = HashMap::new();
-        for (name, any) in resources.of_type(type_url::ROUTE) {
-            let ctx = Ctx {
-                kind: "RouteConfiguration",
-                name,
-            };
-            check_type(&ctx, type_url::ROUTE, &any.type_url)?;
-            let rc: RouteConfiguration = ctx.decode(&any.value)?;
-            check_name(&ctx, "name", &rc.name)?;
+        for (ctx, rc) in decoded::<RouteConfiguration>(
+            resources,
+            type_url::ROUTE,
+            "RouteConfiguration",
+            "name",
+            |m| &m.name,
+        )? {
+            let name = ctx.name;
             routes.insert(name.to_owned(), Arc::new(route::compile(&ctx, "", &rc)?));
         }
         let mut secrets = HashMap::new();
-        for (name, any) in resources.of_type(type_url::SECRET) {
-            let ctx = Ctx {
-                kind: "Secret",
-                name,
-            };
-            check_type(&ctx, type_url::SECRET, &any.type_url)?;
-            let s: Secret = ctx.decode(&any.value)?;
-            check_name(&ctx, "name", &s.name)?;
+        for (ctx, s) in
+            decoded::<Secret>(resources, type_url::SECRET, "Secret", "name", |m| &m.name)?
+        {
+            let name = ctx.name;
             secrets.insert(name.to_owned(), secret::compile(&ctx, &s)?);
         }
         let mut listeners = BTreeMap::new();
         let mut terminations = HashMap::new();
-        for (name, any) in resources.of_type(type_url::LISTENER) {
-            let ctx = Ctx {
-                kind: "Listener",
-                name,
-            };
-            check_type(&ctx, type_url::LISTENER, &any.type_url)?;
-            let l: PbListener = ctx.decode(&any.value)?;
-            check_name(&ctx, "name", &l.name)?;
+        for (ctx, l) in
+            decoded::<PbListener>(resources, type_url::LISTENER, "Listener", "name", |m| {
+                &m.name
+            })?
+        {
+            let name = ctx.name;
             let compiled = listener::compile(&ctx, &l)?;
             for (i, chain) in compiled.chains.iter().enumerate() {
                 let Some(DownstreamTls::Terminate { secrets: names }) = &chain.tls else {
