@@ -54,7 +54,15 @@ start() {
   if pid_alive "$name"; then return 0; fi
   echo "---- $(date -u +%FT%TZ) starting: $*" >>"$LOGS/$name.log"
   nsenter --net="/run/netns/$NETNS" -- setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 7>&- &
-  echo $! >"$PIDS/$name.pid"
+  local pid=$! i
+  echo "$pid" >"$PIDS/$name.pid"
+  # Until the forked shell has exec'd the daemon, /proc/<pid>/cmdline is
+  # up.sh's own and pid_alive would call the daemon dead; on a loaded machine
+  # that window is long enough for the first health poll to hit it.
+  for ((i = 0; i < 100; i++)); do
+    if pid_alive "$name" || ! kill -0 "$pid" 2>/dev/null; then break; fi
+    sleep 0.05
+  done
 }
 
 # ---------------------------------------------------------------- network
