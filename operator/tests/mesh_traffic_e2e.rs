@@ -259,25 +259,6 @@ async fn traffic(cluster: &Cluster, client: &Client, ns: &TestNamespace) -> Resu
         "FIGURE apply-to-Ready (with an ingress gateway): {:.1}s",
         started.elapsed().as_secs_f64()
     );
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), MESH_NS);
-    poll_until(
-        "the ingress gateway Deployment is Available",
-        TIMEOUT,
-        Duration::from_millis(500),
-        || async {
-            let d = deployments.get_opt(GATEWAY).await?;
-            Ok::<_, kube::Error>(
-                d.filter(weft_e2e::wait::is_deployment_available)
-                    .map(|_| ()),
-            )
-        },
-    )
-    .await?;
-    eprintln!(
-        "FIGURE apply-to-gateway-Available: {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
-
     // 2. Two echo services in an injected namespace.
     Api::<Namespace>::all(client.clone())
         .patch(
@@ -379,8 +360,29 @@ async fn traffic(cluster: &Cluster, client: &Client, ns: &TestNamespace) -> Resu
         || line.to_owned(),
     )?;
 
-    // 4. From the host through the gateway's NodePort to echo-b.
+    // 4. From the host through the gateway's NodePort to echo-b. The
+    //    gateway proxy is ready once it has a listener: after the Gateway.
+    let routed = Instant::now();
     route_through_gateway(ns, "echo-b").await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), MESH_NS);
+    poll_until(
+        "the ingress gateway Deployment is Available",
+        TIMEOUT,
+        Duration::from_millis(500),
+        || async {
+            let d = deployments.get_opt(GATEWAY).await?;
+            Ok::<_, kube::Error>(
+                d.filter(weft_e2e::wait::is_deployment_available)
+                    .map(|_| ()),
+            )
+        },
+    )
+    .await?;
+    eprintln!(
+        "FIGURE Gateway+VirtualService to gateway Available: {:.1}s",
+        routed.elapsed().as_secs_f64()
+    );
+
     let svc = Api::<Service>::namespaced(client.clone(), MESH_NS)
         .get(GATEWAY)
         .await?;
@@ -398,7 +400,6 @@ async fn traffic(cluster: &Cluster, client: &Client, ns: &TestNamespace) -> Resu
         .map_err(|e| assert_err(format!("node IP: {e}")))?;
     let addr = SocketAddr::new(node_ip, u16::try_from(node_port).unwrap_or_default());
     let last = std::sync::Mutex::new(String::new());
-    let routed = Instant::now();
     let found = poll_until(
         "a request to the gateway's NodePort reaches echo-b",
         Duration::from_secs(60),
