@@ -154,11 +154,8 @@ async fn route_through_gateway(ns: &TestNamespace, service: &str) -> Result<(), 
 /// body.
 async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(String, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio::net::TcpStream::connect(addr),
-    )
-    .await??;
+    let mut s = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
+        .await??;
     s.write_all(format!("GET {path} HTTP/1.0\r\nHost: echo.example.com\r\n\r\n").as_bytes())
         .await?;
     let mut out = String::new();
@@ -193,7 +190,16 @@ async fn diagnostics(cluster: &Cluster, ns: &str) {
             "deployment/weftd-default",
             "--tail=40",
         ],
-        vec!["-n", ns, "logs", "-l", "app=echo-b", "-c", "weft-proxy", "--tail=30"],
+        vec![
+            "-n",
+            ns,
+            "logs",
+            "-l",
+            "app=echo-b",
+            "-c",
+            "weft-proxy",
+            "--tail=30",
+        ],
     ] {
         match kubectl(cluster, &args).await {
             Ok(out) => eprintln!("$ kubectl {}\n{out}", args.join(" ")),
