@@ -260,7 +260,8 @@ mod tests {
 
         // Each step changes the index; the source's (possibly patched)
         // answer must equal a whole translation of the new state.
-        let steps: Vec<(&str, Box<dyn Fn(&mut Index)>)> = vec![
+        type Step = Box<dyn Fn(&mut Index)>;
+        let steps: Vec<(&str, Step)> = vec![
             (
                 "a second endpoint (new pod, new service account)",
                 Box::new(|i: &mut Index| {
