@@ -29,11 +29,12 @@ lint: ## clippy, warnings are errors
 crds: ## regenerate config/crd from the API types
 	$(CARGO) run -q -p weft-api --bin crdgen -- config/crd
 
-demo: ## local cluster (unless KUBECONFIG is set), build, install, sample app, traffic
-	MAKE="$(MAKE)" e2e/demo.sh
+DEMO_CLUSTER ?= a
+demo: ## local cluster DEMO_CLUSTER (default a) unless KUBECONFIG is set; build, install, sample app, traffic
+	DEMO_CLUSTER="$(DEMO_CLUSTER)" MAKE="$(MAKE)" e2e/demo.sh
 
-demo-down: ## stop the demo's local cluster
-	$(MAKE) cluster-down CLUSTER=a
+demo-down: ## stop the demo's local cluster (DEMO_CLUSTER, default a)
+	$(MAKE) cluster-down CLUSTER=$(DEMO_CLUSTER)
 
 test-unit: ## unit tests of every crate (no cluster)
 	$(CARGO) test --workspace

@@ -7,9 +7,8 @@
 //!
 //! `WEFT_E2E_CLUSTER_A=f cargo test -p weft-operator --test operator_e2e -- --ignored --nocapture`
 //!
-//! Traffic through gateways and between injected workloads needs
-//! weft-proxy, which is not part of this test (gateway pods cannot pull
-//! weft.local/weft-proxy:dev here; the test checks that status says so).
+//! Traffic through the gateway and between injected workloads is checked
+//! by `mesh_traffic_e2e.rs`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

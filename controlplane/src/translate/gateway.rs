@@ -14,6 +14,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     Secret, TlsCertificate, secret,
 };
 use envoy_types::pb::google::protobuf::BoolValue;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use weft_api::gateway::gateways::{
     Gateway, GatewayListeners, GatewayListenersAllowedRoutesNamespacesFrom, GatewayListenersTlsMode,
 };
@@ -397,7 +398,9 @@ fn istio(
                 }
                 _ => continue,
             };
-            let p = plan.entry(server.port.number).or_default();
+            let p = plan
+                .entry(listen_port(mesh, proxy, server.port.number))
+                .or_default();
             p.chains.insert(chain);
             for (vk, vs) in mesh.snapshot.virtual_services.iter() {
                 let bound = vs.spec.gateways.iter().any(|g| match g.split_once('/') {
@@ -432,6 +435,28 @@ fn istio(
             }
         }
     }
+}
+
+/// The port a gateway proxy listens on for an Istio `Gateway` server
+/// port: as in Istio, a server port that is a port of a Service selecting
+/// the gateway's pods is served on that port's numeric `targetPort` (an
+/// ingress Service 80 → 8080 makes the proxy listen on 8080); any other
+/// number is listened on as is.
+fn listen_port(mesh: &Mesh<'_>, proxy: &ProxyIdentity, number: u32) -> u32 {
+    Snapshot::in_namespace(&mesh.snapshot.services, proxy.namespace())
+        .filter_map(|(_, svc)| svc.spec.as_ref())
+        .filter(|spec| {
+            spec.selector
+                .as_ref()
+                .is_some_and(|sel| !sel.is_empty() && matches_labels(sel, &proxy.labels))
+        })
+        .flat_map(|spec| spec.ports.iter().flatten())
+        .filter(|p| u32::try_from(p.port).ok() == Some(number))
+        .find_map(|p| match &p.target_port {
+            Some(IntOrString::Int(t)) => u32::try_from(*t).ok().filter(|t| *t > 0),
+            _ => None,
+        })
+        .unwrap_or(number)
 }
 
 /// Whether a server's hosts (`[ns/]host`, ns `*` or `.` or a name) admit a
@@ -469,6 +494,56 @@ mod tests {
             s(&["x.a.com"])
         );
         assert!(intersect(Some("a.com"), &s(&["b.com"])).is_empty());
+    }
+
+    /// An ingress gateway pod behind a Service 80 → 8080 (what the
+    /// operator renders), an Istio Gateway on port 80 selecting it, and a
+    /// VirtualService bound to it: the proxy listens on 8080 and routes
+    /// there; a server port no Service maps is listened on as is.
+    #[test]
+    fn istio_server_port_is_served_on_the_gateway_service_target_port() {
+        use crate::identity::{ProxyKind, SpiffeId};
+        use crate::index::Index;
+        use serde_json::json;
+
+        fn obj<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+            serde_json::from_value(v).expect("test object parses")
+        }
+        let mut index = Index::new();
+        index.apply::<k8s_openapi::api::core::v1::Pod>(obj(json!({
+            "metadata": {"namespace": "weft-system", "name": "ingress-1",
+                         "labels": {"weft.dev/gateway": "ingress", "istio": "ingressgateway"}},
+            "spec": {"serviceAccountName": "ingress", "containers": []},
+            "status": {"podIP": "10.9.0.1"}})));
+        index.apply::<k8s_openapi::api::core::v1::Service>(obj(json!({
+            "metadata": {"namespace": "weft-system", "name": "ingress"},
+            "spec": {"selector": {"weft.dev/gateway": "ingress"},
+                     "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}})));
+        index.apply::<weft_api::istio::networking::Gateway>(obj(json!({
+            "metadata": {"namespace": "weft-system", "name": "public"},
+            "spec": {"selector": {"istio": "ingressgateway"},
+                     "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"},
+                                  "hosts": ["*"]},
+                                 {"port": {"number": 9080, "name": "http-alt", "protocol": "HTTP"},
+                                  "hosts": ["*"]}]}})));
+        index.apply::<weft_api::istio::networking::VirtualService>(obj(json!({
+            "metadata": {"namespace": "shop", "name": "web"},
+            "spec": {"hosts": ["*"], "gateways": ["weft-system/public"],
+                     "http": [{"route": [{"destination": {"host": "web.shop.svc.cluster.local"}}]}]}})));
+        let snapshot = index.snapshot();
+        let proxy = snapshot.proxy_identity(
+            &SpiffeId::new("cluster.local", "weft-system", "ingress"),
+            "router~10.9.0.1~ingress-1.weft-system~weft-system.svc.cluster.local",
+            Some(ProxyKind::Gateway),
+            "default",
+        );
+        let out = crate::translate::for_proxy(&snapshot, &proxy, &Default::default());
+        let listeners: Vec<&str> = out
+            .of_type(type_url::LISTENER)
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(listeners, ["0.0.0.0_8080", "0.0.0.0_9080"]);
+        assert!(out.get(type_url::ROUTE, "http.8080").is_some());
     }
 
     #[test]
