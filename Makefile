@@ -35,7 +35,7 @@ demo: ## local cluster (unless KUBECONFIG is set), build, install, sample app, t
 demo-down: ## stop the demo's local cluster
 	$(MAKE) cluster-down CLUSTER=a
 
-test-unit: ## unit tests of every crate (no cluster)
+test-unit: cluster-deps ## unit tests of every crate (no cluster; curl and h2load from cluster-deps)
 	$(CARGO) test --workspace
 
 test: fmt-check lint test-unit test-e2e ## everything: format, lint, unit, integration, end to end

@@ -104,6 +104,7 @@ async fn certificate_first_then_config_nack_keeps_last_good() {
             debounce: DebounceConfig {
                 quiet: Duration::from_millis(10),
                 max_delay: Duration::from_millis(100),
+                ..DebounceConfig::default()
             },
             ..XdsConfig::default()
         },

@@ -134,6 +134,7 @@ impl Weftd {
                 debounce: DebounceConfig {
                     quiet: Duration::from_millis(10),
                     max_delay: Duration::from_millis(100),
+                    ..DebounceConfig::default()
                 },
                 ..XdsConfig::default()
             },

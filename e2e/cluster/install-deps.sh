@@ -9,10 +9,11 @@
 #   openssl                     the clusters' PKI
 #   busybox-static              a static busybox for the debug/test image
 #   util-linux, procps, psmisc  flock, nsenter, mount, ps
+#   curl, nghttp2-client        real HTTP clients the proxy tests run (curl, h2load)
 set -euo pipefail
 
 pkgs=(containerd runc containernetworking-plugins iptables conntrack buildah iproute2 openssl
-      busybox-static util-linux procps psmisc ca-certificates)
+      busybox-static util-linux procps psmisc ca-certificates curl nghttp2-client)
 
 missing=()
 for p in "${pkgs[@]}"; do
