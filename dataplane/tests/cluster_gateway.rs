@@ -19,6 +19,8 @@
 //! `make cluster-up CLUSTER=c && make images CLUSTERS=c` (weft-proxy and echo), then
 //! `WEFT_E2E_CLUSTER_A=c cargo test -p weft-proxy --test cluster_gateway -- --ignored`
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::net::{IpAddr, SocketAddr};

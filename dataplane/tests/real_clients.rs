@@ -13,6 +13,8 @@
 //! test-unit` runs first. Without `h2load` the h2load part is skipped with a
 //! note on stderr; without `curl` the test fails.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::net::SocketAddr;
