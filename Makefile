@@ -36,7 +36,7 @@ demo: ## local cluster DEMO_CLUSTER (default a) unless KUBECONFIG is set; build,
 demo-down: ## stop the demo's local cluster (DEMO_CLUSTER, default a)
 	$(MAKE) cluster-down CLUSTER=$(DEMO_CLUSTER)
 
-test-unit: ## unit tests of every crate (no cluster)
+test-unit: cluster-deps ## unit tests of every crate (no cluster; curl and h2load from cluster-deps)
 	$(CARGO) test --workspace
 
 test: fmt-check lint test-unit test-e2e ## everything: format, lint, unit, integration, end to end

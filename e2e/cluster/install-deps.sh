@@ -10,10 +10,11 @@
 #   busybox-static              a static busybox for the debug/test image
 #   util-linux, procps, psmisc  flock, nsenter, mount, ps
 #   curl, jq                    `make demo`: the request through the ingress gateway, reports
+#   nghttp2-client              h2load, a real HTTP/2 client the proxy tests run
 set -euo pipefail
 
 pkgs=(containerd runc containernetworking-plugins iptables conntrack buildah iproute2 openssl
-      busybox-static util-linux procps psmisc ca-certificates curl jq)
+      busybox-static util-linux procps psmisc ca-certificates curl jq nghttp2-client)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,7 +1,7 @@
 //! In-test echo servers: HTTP (h1 + h2c; reports method, path, version and
 //! headers as JSON; `/stream` echoes the request body frame by frame with
-//! its trailers; `/slow` answers after a delay; `/ws` is a WebSocket echo)
-//! and TCP echo.
+//! its trailers; `/slow` answers after a delay; `/ws` is a WebSocket echo;
+//! `/bytes/<n>` answers [`pattern`]`(n)`) and TCP echo.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -131,6 +131,18 @@ async fn handle(
                 .unwrap();
             Ok(resp)
         }
+        path if path.starts_with("/bytes/") => {
+            let Ok(n) = path["/bytes/".len()..].parse::<usize>() else {
+                let mut resp = Response::new(full("bad length".into()));
+                *resp.status_mut() = StatusCode::BAD_REQUEST;
+                return Ok(resp);
+            };
+            Ok(Response::new(
+                Full::new(Bytes::from(pattern(n)))
+                    .map_err(|never: Infallible| -> BoxError { match never {} })
+                    .boxed_unsync(),
+            ))
+        }
         path => {
             if path == "/slow" {
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -155,6 +167,12 @@ async fn handle(
             Ok(Response::new(full(body.to_string())))
         }
     }
+}
+
+/// `n` bytes of a pattern that repeats every 251 bytes (a prime, so it
+/// never lines up with frame or buffer sizes): a misplaced chunk shows.
+pub fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
 }
 
 /// Starts the HTTP echo on `127.0.0.1:0`; returns its address.
