@@ -6,7 +6,6 @@
 //! review the diff.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
@@ -16,12 +15,11 @@ use weft_operator::ca::CaFiles;
 use weft_operator::render::installation::{self, InstallationInput};
 use weft_operator::render::manifest::to_review_yaml;
 use weft_operator::render::revision::{self, RevisionInput};
+
+mod common;
+use common::repo;
 use weft_operator::render::{Images, Manifest, Owner};
 use weft_operator::resolve;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn sample(name: &str) -> MeshInstallation {
     let path = repo().join("config/samples/weft").join(name);

@@ -17,7 +17,6 @@
 //! `WEFT_E2E_CLUSTER_A=f cargo test -p weft-operator --test mesh_traffic_e2e -- --ignored --nocapture`
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -32,15 +31,13 @@ use weft_api::weft::MeshInstallation;
 use weft_e2e::wait::poll_until;
 use weft_e2e::{Cluster, Error, TestNamespace, ensure};
 
+mod common;
+use common::{install_operator, kubectl, remove_operator};
+
 const MI: &str = "default";
-const OPERATOR_NS: &str = "weft-operator";
 const MESH_NS: &str = "weft-system";
 const GATEWAY: &str = "ingress";
 const TIMEOUT: Duration = Duration::from_secs(180);
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn assert_err(message: impl Into<String>) -> Error {
     Error::Assert(message.into())
@@ -48,40 +45,6 @@ fn assert_err(message: impl Into<String>) -> Error {
 
 fn object<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, Error> {
     serde_json::from_value(value).map_err(|e| assert_err(e.to_string()))
-}
-
-async fn kubectl(cluster: &Cluster, args: &[&str]) -> Result<String, Error> {
-    Ok(cluster.kubectl().run(args).await?)
-}
-
-/// `kubectl apply -k config/default`, then the operator's rollout.
-async fn install_operator(cluster: &Cluster) -> Result<(), Error> {
-    let default = repo().join("config/default");
-    kubectl(
-        cluster,
-        &[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager=weft-e2e",
-            "-k",
-            &default.to_string_lossy(),
-        ],
-    )
-    .await?;
-    kubectl(
-        cluster,
-        &[
-            "-n",
-            OPERATOR_NS,
-            "rollout",
-            "status",
-            "deployment/weft-operator",
-            "--timeout=180s",
-        ],
-    )
-    .await?;
-    Ok(())
 }
 
 /// The MeshInstallation of this test: defaults plus one NodePort ingress
@@ -215,7 +178,7 @@ async fn injected_apps_talk_over_mtls_and_ingress_enters_through_the_gateway() -
     weft_e2e::init_tracing();
     let cluster = Cluster::a().await?;
     let client = cluster.client.clone();
-    install_operator(&cluster).await?;
+    install_operator(&cluster, &[]).await?;
     let ns = TestNamespace::create(&cluster, "op-traffic").await?;
     let result = traffic(&cluster, &client, &ns).await;
     if result.is_err() {
@@ -232,20 +195,7 @@ async fn injected_apps_talk_over_mtls_and_ingress_enters_through_the_gateway() -
     )
     .await?;
     ns.cleanup().await?;
-    for dir in ["config/manager", "config/rbac"] {
-        let path = repo().join(dir);
-        kubectl(
-            &cluster,
-            &[
-                "delete",
-                "--ignore-not-found",
-                "--wait=false",
-                "-k",
-                &path.to_string_lossy(),
-            ],
-        )
-        .await?;
-    }
+    remove_operator(&cluster).await?;
     result
 }
 

@@ -11,7 +11,6 @@
 //! by `mesh_traffic_e2e.rs`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::admissionregistration::v1::{
@@ -29,23 +28,17 @@ use serde_json::json;
 use weft_api::weft::{MeshInstallation, MeshRevision};
 use weft_e2e::wait::poll_until;
 use weft_e2e::{Cluster, Error, TestNamespace, ensure};
+
+mod common;
+use common::{OPERATOR_NS, install_operator, kubectl, remove_operator, repo};
 use weft_operator::ca::CaFiles;
 
 const MI: &str = "default";
-const OPERATOR_NS: &str = "weft-operator";
 const MESH_NS: &str = "weft-system";
 const RESYNC_SECS: u64 = 10;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 fn assert_err(message: String) -> Error {
     Error::Assert(message)
-}
-
-async fn kubectl(cluster: &Cluster, args: &[&str]) -> Result<String, Error> {
-    Ok(cluster.kubectl().run(args).await?)
 }
 
 /// A condition of the MeshInstallation: (status, reason, message).
@@ -211,73 +204,13 @@ fn has_proxy(pod: &Pod) -> bool {
     })
 }
 
-async fn install_operator(cluster: &Cluster) -> Result<(), Error> {
-    let default = repo().join("config/default");
-    kubectl(
-        cluster,
-        &[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager=weft-e2e",
-            "-k",
-            &default.to_string_lossy(),
-        ],
-    )
-    .await?;
-    // A short resync so "several resync periods" fit in a test.
-    kubectl(
-        cluster,
-        &[
-            "-n",
-            OPERATOR_NS,
-            "set",
-            "env",
-            "deployment/weft-operator",
-            &format!("WEFT_RESYNC={RESYNC_SECS}s"),
-        ],
-    )
-    .await?;
-    kubectl(
-        cluster,
-        &[
-            "-n",
-            OPERATOR_NS,
-            "rollout",
-            "status",
-            "deployment/weft-operator",
-            "--timeout=180s",
-        ],
-    )
-    .await?;
-    Ok(())
-}
-
-async fn remove_operator(cluster: &Cluster) -> Result<(), Error> {
-    for dir in ["config/manager", "config/rbac"] {
-        let path = repo().join(dir);
-        kubectl(
-            cluster,
-            &[
-                "delete",
-                "--ignore-not-found",
-                "--wait=false",
-                "-k",
-                &path.to_string_lossy(),
-            ],
-        )
-        .await?;
-    }
-    Ok(())
-}
-
 #[tokio::test]
 #[ignore = "needs the local cluster with weft-operator and weftd images: run via make test-e2e"]
 async fn operator_installs_reconciles_fails_over_and_uninstalls() -> Result<(), Error> {
     weft_e2e::init_tracing();
     let cluster = Cluster::a().await?;
     let client = cluster.client.clone();
-    install_operator(&cluster).await?;
+    install_operator(&cluster, &[format!("WEFT_RESYNC={RESYNC_SECS}s")]).await?;
     let result = lifecycle(&cluster, &client).await;
     if result.is_err() {
         let _ = kubectl(&cluster, &["get", "mi", MI, "-o", "yaml"])
