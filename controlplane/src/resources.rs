@@ -2,6 +2,7 @@
 //! resources with a content version. Translation produces a [`Resources`]
 //! per proxy; the xDS server diffs two of them to push only what changed.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -55,27 +56,28 @@ impl Resource {
     }
 }
 
+/// One type's resources by name. A persistent map: a copy of a proxy's
+/// set patched in a few entries shares every other entry and node with the
+/// original, so copying is cheap and two sets derived from each other are
+/// compared by walking them side by side.
+pub type TypeMap = imbl::OrdMap<String, Arc<Resource>>;
+
 /// Every resource for one proxy, by type URL and name. Resources are
-/// shared (`Arc`): copying a proxy's set to patch a few entries, or
-/// handing the same set to many proxies, copies no encoded bodies.
+/// shared (`Arc`), and so are the maps' nodes: copying a proxy's set to
+/// patch a few entries, or handing the same set to many proxies, copies no
+/// encoded bodies and no untouched entries.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Resources {
-    by_type: BTreeMap<String, BTreeMap<String, Arc<Resource>>>,
+    by_type: BTreeMap<String, TypeMap>,
 }
 
-/// What differs between two sets of one type.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Delta {
-    /// New or changed resources.
-    pub changed: Vec<Resource>,
-    /// Names no longer present.
-    pub removed: Vec<String>,
-}
-
-impl Delta {
-    pub fn is_empty(&self) -> bool {
-        self.changed.is_empty() && self.removed.is_empty()
-    }
+/// One difference between two sets of one type.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Change<'a> {
+    /// New, or with another version than before.
+    Upsert(&'a Resource),
+    /// A name no longer present.
+    Removed(&'a str),
 }
 
 impl Resources {
@@ -114,23 +116,48 @@ impl Resources {
         format!("{:016x}", hasher.finish())
     }
 
-    /// What a client holding `self` must receive to hold `next`, for one type.
-    pub fn delta(&self, next: &Resources, type_url: &str) -> Delta {
-        let empty = BTreeMap::new();
-        let old = self.by_type.get(type_url).unwrap_or(&empty);
-        let new = next.by_type.get(type_url).unwrap_or(&empty);
-        Delta {
-            changed: new
-                .values()
-                .filter(|r| old.get(&r.name).is_none_or(|o| o.version != r.version))
-                .map(|r| (**r).clone())
-                .collect(),
-            removed: old
-                .keys()
-                .filter(|k| !new.contains_key(*k))
-                .cloned()
-                .collect(),
+    /// What differs, for one type, from `self` to `next`, in name order.
+    /// Free when the type's map is shared, and otherwise one walk over
+    /// both maps in which an entry shared by both costs a pointer compare.
+    pub fn changes<'a>(&'a self, next: &'a Resources, type_url: &str) -> Vec<Change<'a>> {
+        let (old, new) = (self.by_type.get(type_url), next.by_type.get(type_url));
+        if let (Some(o), Some(n)) = (old, new)
+            && o.ptr_eq(n)
+        {
+            return Vec::new();
         }
+        let mut out = Vec::new();
+        let mut a = old.into_iter().flat_map(|m| m.iter()).peekable();
+        let mut b = new.into_iter().flat_map(|m| m.iter()).peekable();
+        loop {
+            let order = match (a.peek(), b.peek()) {
+                (None, None) => break,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some((ka, _)), Some((kb, _))) => ka.cmp(kb),
+            };
+            match order {
+                Ordering::Less => {
+                    if let Some((k, _)) = a.next() {
+                        out.push(Change::Removed(k));
+                    }
+                }
+                Ordering::Greater => {
+                    if let Some((_, r)) = b.next() {
+                        out.push(Change::Upsert(r));
+                    }
+                }
+                Ordering::Equal => {
+                    if let (Some((_, ra)), Some((_, rb))) = (a.next(), b.next())
+                        && !Arc::ptr_eq(ra, rb)
+                        && ra.version != rb.version
+                    {
+                        out.push(Change::Upsert(rb));
+                    }
+                }
+            }
+        }
+        out
     }
 }
 
@@ -149,7 +176,7 @@ mod tests {
     }
 
     #[test]
-    fn delta_lists_only_changes_and_removals() {
+    fn changes_lists_only_upserts_and_removals() {
         let mut old = Resources::default();
         old.insert(res("same", b"1"));
         old.insert(res("changed", b"1"));
@@ -158,14 +185,54 @@ mod tests {
         new.insert(res("same", b"1"));
         new.insert(res("changed", b"2"));
         new.insert(res("added", b"1"));
-        let d = old.delta(&new, type_url::CLUSTER);
-        let names: Vec<_> = d.changed.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, ["added", "changed"]);
-        assert_eq!(d.removed, ["gone"]);
-        assert!(new.delta(&new, type_url::CLUSTER).is_empty());
+        let names = |c: &[Change<'_>]| -> Vec<String> {
+            c.iter()
+                .map(|c| match c {
+                    Change::Upsert(r) => format!("+{}", r.name),
+                    Change::Removed(n) => format!("-{n}"),
+                })
+                .collect()
+        };
+        assert_eq!(
+            names(&old.changes(&new, type_url::CLUSTER)),
+            ["+added", "+changed", "-gone"]
+        );
+        assert!(new.changes(&new, type_url::CLUSTER).is_empty());
+        assert_eq!(
+            names(&Resources::default().changes(&new, type_url::CLUSTER)),
+            ["+added", "+changed", "+same"]
+        );
+        assert_eq!(
+            names(&new.changes(&Resources::default(), type_url::CLUSTER)),
+            ["-added", "-changed", "-same"]
+        );
         assert_ne!(
             old.type_version(type_url::CLUSTER),
             new.type_version(type_url::CLUSTER)
         );
+    }
+
+    #[test]
+    fn a_patched_copy_differs_only_where_patched() {
+        let mut base = Resources::default();
+        for i in 0..500 {
+            base.insert(res(&format!("r{i:03}"), format!("{i}").as_bytes()));
+        }
+        let mut patched = base.clone();
+        patched.insert(res("r250", b"new"));
+        patched.insert(res("r600", b"added"));
+        let changes = base.changes(&patched, type_url::CLUSTER);
+        let names: Vec<_> = changes
+            .iter()
+            .map(|c| match c {
+                Change::Upsert(r) => r.name.as_str(),
+                Change::Removed(n) => n,
+            })
+            .collect();
+        assert_eq!(names, ["r250", "r600"]);
+        // an equal body under a new Arc is no change
+        let mut same = base.clone();
+        same.insert(res("r100", b"100"));
+        assert!(base.changes(&same, type_url::CLUSTER).is_empty());
     }
 }
