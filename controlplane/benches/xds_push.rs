@@ -544,7 +544,11 @@ fn spawn_clients(
             let a = Acked {
                 proxy,
                 type_url: t.to_owned(),
-                names: names.split(',').filter(|n| !n.is_empty()).map(str::to_owned).collect(),
+                names: names
+                    .split(',')
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
                 at: Instant::now(),
             };
             if report.send(a).is_err() {

@@ -3,9 +3,9 @@
 //! per proxy; the xDS server diffs two of them to push only what changed.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use envoy_types::pb::google::protobuf::Any;
 
@@ -71,6 +71,47 @@ pub struct Resources {
     by_type: BTreeMap<String, TypeMap>,
 }
 
+/// The resources handed out so far, by type and name, to share equal ones
+/// (see [`Resources::share`]). Holds them weakly: a resource no proxy's set
+/// holds any more is dropped, and its entry pruned.
+#[derive(Debug, Default)]
+pub struct Interner {
+    seen: HashMap<(String, String), Weak<Resource>>,
+    /// Entries after the last prune: the next prune happens at twice that.
+    pruned_at: usize,
+}
+
+impl Interner {
+    /// The shared copy of `r`, when one exists and is not `r` itself;
+    /// otherwise `r` becomes the shared copy.
+    fn shared(&mut self, type_url: &str, r: &Arc<Resource>) -> Option<Arc<Resource>> {
+        let key = (type_url.to_owned(), r.name.clone());
+        if let Some(existing) = self.seen.get(&key).and_then(Weak::upgrade)
+            && existing.version == r.version
+        {
+            return (!Arc::ptr_eq(&existing, r)).then_some(existing);
+        }
+        self.seen.insert(key, Arc::downgrade(r));
+        None
+    }
+
+    fn prune(&mut self) {
+        if self.seen.len() > 2 * self.pruned_at.max(1024) {
+            self.seen.retain(|_, w| w.strong_count() > 0);
+            self.pruned_at = self.seen.len();
+        }
+    }
+
+    /// How many resources are remembered (for tests).
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+}
+
 /// One difference between two sets of one type.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Change<'a> {
@@ -89,6 +130,17 @@ impl Resources {
             .insert(resource.name.clone(), Arc::new(resource));
     }
 
+    /// Adds or replaces every resource of `type_url` that `other` has
+    /// (sharing them, not copying).
+    pub fn extend_from(&mut self, other: &Resources, type_url: &str) {
+        if let Some(from) = other.by_type.get(type_url) {
+            let to = self.by_type.entry(type_url.to_owned()).or_default();
+            for (name, r) in from {
+                to.insert(name.clone(), r.clone());
+            }
+        }
+    }
+
     /// The resources of one type, by name.
     pub fn of_type(&self, type_url: &str) -> impl Iterator<Item = &Resource> {
         self.by_type
@@ -104,6 +156,22 @@ impl Resources {
             .get(type_url)
             .and_then(|m| m.get(name))
             .map(|r| &**r)
+    }
+
+    /// Replaces every resource equal (same type, name and version) to one
+    /// `interner` has seen by that one, so that proxies whose translations
+    /// agree hold one copy of each body.
+    pub fn share(&mut self, interner: &mut Interner) {
+        for (type_url, map) in &mut self.by_type {
+            let shared: Vec<Arc<Resource>> = map
+                .values()
+                .filter_map(|r| interner.shared(type_url, r))
+                .collect();
+            for r in shared {
+                map.insert(r.name.clone(), r);
+            }
+        }
+        interner.prune();
     }
 
     /// A version for the whole set of one type (state-of-the-world responses).
@@ -234,5 +302,41 @@ mod tests {
         let mut same = base.clone();
         same.insert(res("r100", b"100"));
         assert!(base.changes(&same, type_url::CLUSTER).is_empty());
+    }
+
+    #[test]
+    fn shared_sets_hold_one_copy_of_equal_resources() {
+        let build = |changed: &[u8]| {
+            let mut r = Resources::default();
+            r.insert(res("a", b"1"));
+            r.insert(res("b", changed));
+            r
+        };
+        let mut interner = Interner::default();
+        let mut first = build(b"x");
+        first.share(&mut interner);
+        let mut second = build(b"x");
+        second.share(&mut interner);
+        let mut third = build(b"y");
+        third.share(&mut interner);
+        let arc = |r: &Resources, n: &str| r.by_type[type_url::CLUSTER].get(n).cloned().unwrap();
+        assert!(Arc::ptr_eq(&arc(&first, "a"), &arc(&second, "a")));
+        assert!(Arc::ptr_eq(&arc(&first, "b"), &arc(&second, "b")));
+        assert!(Arc::ptr_eq(&arc(&first, "a"), &arc(&third, "a")));
+        assert!(
+            !Arc::ptr_eq(&arc(&first, "b"), &arc(&third, "b")),
+            "other content, other copy"
+        );
+        assert_eq!(
+            third
+                .get(type_url::CLUSTER, "b")
+                .map(|r| r.body.value.clone()),
+            Some(b"y".to_vec())
+        );
+        assert_eq!(first, second);
+        // shared or not, the sets compare and diff by content
+        assert!(first.changes(&second, type_url::CLUSTER).is_empty());
+        drop((first, second, third));
+        assert!(interner.seen.values().all(|w| w.strong_count() == 0));
     }
 }

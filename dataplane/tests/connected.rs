@@ -172,7 +172,11 @@ async fn certificate_first_then_config_nack_keeps_last_good() {
                 .filter(|(_, t)| t.last_sent_version.is_some())
                 .count()
         });
-    assert_eq!(answered, Some(5), "CDS, EDS, LDS, RDS and SDS each answered");
+    assert_eq!(
+        answered,
+        Some(5),
+        "CDS, EDS, LDS, RDS and SDS each answered"
+    );
 
     // 3. A cluster the data path cannot compile: NACKed with the field,
     //    the last good snapshot stays.

@@ -181,7 +181,11 @@ async fn a_gateway_without_routes_is_ready_once_configured() {
     .unwrap();
     let mut admin = common::h1(gateway.admin.admin).await;
     let (status, _, body) = common::get(&mut admin, "admin", "/ready").await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "nothing arrived yet: {body}");
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "nothing arrived yet: {body}"
+    );
 
     // weftd's whole first answer for a Gateway with no listeners: clusters only.
     let mut r = Resources::default();

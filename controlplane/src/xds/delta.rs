@@ -170,7 +170,9 @@ impl DeltaType {
         for change in basis.changes(snapshot, &self.type_url) {
             match change {
                 Change::Upsert(r) => {
-                    if self.subscription.wants(&r.name) && self.held.get(&r.name) != Some(&r.version) {
+                    if self.subscription.wants(&r.name)
+                        && self.held.get(&r.name) != Some(&r.version)
+                    {
                         self.held.insert(r.name.clone(), r.version.clone());
                         resources.push(wire(r));
                     }
@@ -294,7 +296,10 @@ mod tests {
         let sorted = |r: Option<DeltaDiscoveryResponse>| {
             r.map(|r| {
                 let (mut s, mut d) = (
-                    r.resources.iter().map(|x| x.name.clone()).collect::<Vec<_>>(),
+                    r.resources
+                        .iter()
+                        .map(|x| x.name.clone())
+                        .collect::<Vec<_>>(),
                     r.removed_resources,
                 );
                 s.sort();
@@ -312,30 +317,48 @@ mod tests {
         for i in 0..40 {
             base.insert(Resource::new(format!("r{i:02}"), T, vec![i]));
         }
-        for (label, sub) in [("wildcard", vec![]), ("named", vec!["r01", "r05", "r07", "gone"])] {
+        for (label, sub) in [
+            ("wildcard", vec![]),
+            ("named", vec!["r01", "r05", "r07", "gone"]),
+        ] {
             let (mut fast, _) = DeltaType::new(T, &req(&sub, &[], "", None));
             let (mut slow, _) = DeltaType::new(T, &req(&sub, &[], "", None));
             let mut current = Arc::new(base.clone());
             same_answer(&mut fast, &mut slow, &current, label);
             let edits: Vec<(&str, Box<dyn Fn(&mut Resources)>)> = vec![
-                ("one changed", Box::new(|r| r.insert(Resource::new("r05", T, b"x".to_vec())))),
-                ("one added", Box::new(|r| r.insert(Resource::new("r99", T, b"y".to_vec())))),
+                (
+                    "one changed",
+                    Box::new(|r| r.insert(Resource::new("r05", T, b"x".to_vec()))),
+                ),
+                (
+                    "one added",
+                    Box::new(|r| r.insert(Resource::new("r99", T, b"y".to_vec()))),
+                ),
                 ("nothing", Box::new(|_| {})),
-                ("rebuilt equal", Box::new(|r| {
-                    let mut fresh = Resources::default();
-                    for x in r.of_type(T) {
-                        fresh.insert(x.clone());
-                    }
-                    *r = fresh;
-                })),
-                ("one removed", Box::new(|r| {
-                    let mut fresh = Resources::default();
-                    for x in r.of_type(T).filter(|x| x.name != "r07") {
-                        fresh.insert(x.clone());
-                    }
-                    *r = fresh;
-                })),
-                ("changed back", Box::new(|r| r.insert(Resource::new("r05", T, vec![5])))),
+                (
+                    "rebuilt equal",
+                    Box::new(|r| {
+                        let mut fresh = Resources::default();
+                        for x in r.of_type(T) {
+                            fresh.insert(x.clone());
+                        }
+                        *r = fresh;
+                    }),
+                ),
+                (
+                    "one removed",
+                    Box::new(|r| {
+                        let mut fresh = Resources::default();
+                        for x in r.of_type(T).filter(|x| x.name != "r07") {
+                            fresh.insert(x.clone());
+                        }
+                        *r = fresh;
+                    }),
+                ),
+                (
+                    "changed back",
+                    Box::new(|r| r.insert(Resource::new("r05", T, vec![5]))),
+                ),
             ];
             for (step, edit) in &edits {
                 let mut next = (*current).clone();
@@ -347,12 +370,22 @@ mod tests {
             for st in [&mut fast, &mut slow] {
                 st.on_request(&req(&["r10"], &["r01"], "", None));
             }
-            same_answer(&mut fast, &mut slow, &current, &format!("{label}: resubscribed"));
+            same_answer(
+                &mut fast,
+                &mut slow,
+                &current,
+                &format!("{label}: resubscribed"),
+            );
             let mut next = (*current).clone();
             next.insert(Resource::new("r10", T, b"z".to_vec()));
             next.insert(Resource::new("r01", T, b"z".to_vec()));
             current = Arc::new(next);
-            same_answer(&mut fast, &mut slow, &current, &format!("{label}: after resubscribe"));
+            same_answer(
+                &mut fast,
+                &mut slow,
+                &current,
+                &format!("{label}: after resubscribe"),
+            );
         }
     }
 
@@ -360,7 +393,9 @@ mod tests {
     fn first_answer_is_sent_even_when_empty() {
         let (mut st, _) = DeltaType::new(T, &req(&[], &[], "", None));
         let empty = Arc::new(Resources::default());
-        let r = st.response(&empty, "1", || "n1".into()).expect("first answer");
+        let r = st
+            .response(&empty, "1", || "n1".into())
+            .expect("first answer");
         assert_eq!(sent(&r), (vec![], vec![]));
         assert!(st.response(&empty, "2", || "n2".into()).is_none());
     }
