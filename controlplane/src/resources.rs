@@ -319,7 +319,12 @@ mod tests {
         second.share(&mut interner);
         let mut third = build(b"y");
         third.share(&mut interner);
-        let arc = |r: &Resources, n: &str| r.by_type[type_url::CLUSTER].get(n).cloned().unwrap();
+        let arc = |r: &Resources, n: &str| {
+            r.by_type[type_url::CLUSTER]
+                .get(n)
+                .cloned()
+                .expect("in the set")
+        };
         assert!(Arc::ptr_eq(&arc(&first, "a"), &arc(&second, "a")));
         assert!(Arc::ptr_eq(&arc(&first, "b"), &arc(&second, "b")));
         assert!(Arc::ptr_eq(&arc(&first, "a"), &arc(&third, "a")));

@@ -325,7 +325,8 @@ mod tests {
             let (mut slow, _) = DeltaType::new(T, &req(&sub, &[], "", None));
             let mut current = Arc::new(base.clone());
             same_answer(&mut fast, &mut slow, &current, label);
-            let edits: Vec<(&str, Box<dyn Fn(&mut Resources)>)> = vec![
+            type Edit = Box<dyn Fn(&mut Resources)>;
+            let edits: Vec<(&str, Edit)> = vec![
                 (
                     "one changed",
                     Box::new(|r| r.insert(Resource::new("r05", T, b"x".to_vec()))),
