@@ -20,6 +20,12 @@
 //!   [`StaticSource`] shared by all proxies: the xDS server's own share
 //!   (diffing, encoding, streaming, ACK handling).
 //!
+//! The simulated proxies run in a child process (this binary again, with
+//! `BENCH_CLIENTS_OF=<address>`), so the RSS printed is weftd's alone: the
+//! index, the per-proxy translations and the xDS streams. The child reports
+//! each ACK on a line of its stdout; the parent timestamps the line when it
+//! reads it (a pipe hop of some microseconds is counted in the latency).
+//!
 //! Sizes: BENCH_SERVICES, BENCH_ENDPOINTS_PER_SERVICE, BENCH_PROXIES,
 //! BENCH_CHANGES.
 
@@ -410,10 +416,7 @@ async fn run(
 
     let (report, mut acks) = mpsc::unbounded_channel();
     let t0 = Instant::now();
-    let mut clients = Vec::new();
-    for i in 0..proxies {
-        clients.push(tokio::spawn(proxy(i, addr, report.clone())));
-    }
+    let mut clients = spawn_clients(addr, proxies, report)?;
     // full push: every proxy ACKed one response of each type
     let mut have: HashMap<usize, usize> = HashMap::new();
     let mut complete = 0;
@@ -435,7 +438,7 @@ async fn run(
         ms(full)
     );
     println!(
-        "RSS (whole bench process: server + {proxies} clients): start {rss_start:.0} MiB, mesh built {rss_mesh:.0} MiB, after full push {rss_full:.0} MiB (+{:.0} MiB for {proxies} connected proxies)",
+        "weftd RSS (index, translations, xDS server; clients run in another process): start {rss_start:.0} MiB, mesh built {rss_mesh:.0} MiB, after full push {rss_full:.0} MiB (+{:.0} MiB for {proxies} connected proxies)",
         rss_full - rss_mesh
     );
 
@@ -484,11 +487,76 @@ async fn run(
     );
     server.close_streams();
     let _ = stop.send(());
-    for c in clients {
-        let _ = c.await;
-    }
     let _ = serving.await;
+    match clients.wait() {
+        Ok(status) if status.success() => {}
+        Ok(status) => return Err(format!("client process: {status}")),
+        Err(e) => return Err(format!("client process: {e}")),
+    }
     Ok(())
+}
+
+/// The child process: `proxies` simulated proxies against `addr`, each ACK
+/// printed as `<proxy>\t<type URL>\t<name>,<name>…`.
+fn clients(addr: &str, proxies: usize, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    let addr: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+    rt.block_on(async {
+        let (report, mut acks) = mpsc::unbounded_channel();
+        for i in 0..proxies {
+            tokio::spawn(proxy(i, addr, report.clone()));
+        }
+        drop(report);
+        let mut out = std::io::stdout().lock();
+        while let Some(a) = acks.recv().await {
+            use std::io::Write;
+            writeln!(out, "{}\t{}\t{}", a.proxy, a.type_url, a.names.join(","))
+                .and_then(|()| out.flush())
+                .map_err(|e| format!("clients: stdout: {e}"))?;
+        }
+        Ok(())
+    })
+}
+
+/// Starts the child process of simulated proxies; its ACK lines arrive on
+/// `report`, timestamped when read.
+fn spawn_clients(
+    addr: std::net::SocketAddr,
+    proxies: usize,
+    report: mpsc::UnboundedSender<Acked>,
+) -> Result<std::process::Child, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
+    let mut child = std::process::Command::new(exe)
+        .env("BENCH_CLIENTS_OF", addr.to_string())
+        .env("BENCH_PROXIES", proxies.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting the client process: {e}"))?;
+    let stdout = child.stdout.take().ok_or("client process without stdout")?;
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            let mut f = line.splitn(3, '\t');
+            let (Some(p), Some(t), Some(names)) = (f.next(), f.next(), f.next()) else {
+                continue;
+            };
+            let Ok(proxy) = p.parse() else { continue };
+            let a = Acked {
+                proxy,
+                type_url: t.to_owned(),
+                names: names
+                    .split(',')
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                at: Instant::now(),
+            };
+            if report.send(a).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(child)
 }
 
 fn main() {
@@ -506,8 +574,15 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if let Ok(addr) = std::env::var("BENCH_CLIENTS_OF") {
+        if let Err(e) = clients(&addr, proxies, &rt) {
+            eprintln!("bench clients: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     println!(
-        "weftd xDS bench: {proxies} delta ADS clients over loopback gRPC, {} worker threads",
+        "weftd xDS bench: {proxies} delta ADS clients (in a child process) over loopback gRPC, {} worker threads",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     let trailing = DebounceConfig {

@@ -113,6 +113,14 @@ pub async fn connect(settings: &WeftdSettings) -> Result<Connected, RunError> {
         HandleSink(config.clone()),
     );
     let xds = client.status();
+    {
+        let (mut xds, config) = (xds.clone(), config.clone());
+        tokio::spawn(async move {
+            if xds.wait_for(|s| s.synced).await.is_ok() {
+                config.mark_synced();
+            }
+        });
+    }
     tokio::spawn(client.run(certs.clone()));
     Ok(Connected {
         config,

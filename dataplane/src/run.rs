@@ -149,6 +149,7 @@ pub fn load_static(files: &StaticFiles) -> Result<(ConfigHandle, Arc<IdentitySto
     let resources = bootstrap::load_file(&files.bootstrap)?;
     let config = ConfigHandle::default();
     config.update(resources)?;
+    config.mark_synced();
     let identity = WorkloadIdentity::from_pem(
         &read(&files.cert_chain)?,
         &read(&files.key)?,

@@ -158,6 +158,26 @@ async fn certificate_first_then_config_nack_keeps_last_good() {
     })
     .await;
 
+    // weftd answers every subscribed type, the empty ones too, so the
+    // proxy is synced (ready) without waiting for its initial-fetch timeout.
+    until("every type answered", || c.xds.borrow().synced).await;
+    until("the handle is synced", || c.config.synced()).await;
+    let answered = registry
+        .proxies()
+        .into_iter()
+        .find(|p| p.identity == ID)
+        .map(|p| {
+            p.types
+                .iter()
+                .filter(|(_, t)| t.last_sent_version.is_some())
+                .count()
+        });
+    assert_eq!(
+        answered,
+        Some(5),
+        "CDS, EDS, LDS, RDS and SDS each answered"
+    );
+
     // 3. A cluster the data path cannot compile: NACKed with the field,
     //    the last good snapshot stays.
     source.set(mesh(&[

@@ -162,3 +162,55 @@ async fn https_to_the_gateway_reaches_the_mesh_over_mtls() {
     assert_eq!(status, StatusCode::OK);
     assert_ne!(served, served2, "the rotated certificate is served");
 }
+
+#[tokio::test]
+async fn a_gateway_without_routes_is_ready_once_configured() {
+    common::init_logs();
+    let mesh_ca = common::certs::Ca::new("mesh-root");
+    let config = ConfigHandle::default();
+    let gateway = start_gateway(
+        config.clone(),
+        Arc::new(IdentityStore::new(mesh_ca.workload(TD, "test", "gateway", &[&mesh_ca])).unwrap()),
+        GatewayOptions {
+            admin: AdminAddrs::ephemeral(),
+            settings: common::settings("gateway"),
+            drain_deadline: Duration::from_secs(2),
+        },
+    )
+    .await
+    .unwrap();
+    let mut admin = common::h1(gateway.admin.admin).await;
+    let (status, _, body) = common::get(&mut admin, "admin", "/ready").await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "nothing arrived yet: {body}"
+    );
+
+    // weftd's whole first answer for a Gateway with no listeners: clusters only.
+    let mut r = Resources::default();
+    envoy::service_cluster(
+        &mut r,
+        &envoy::Service {
+            fqdn: "payments-api.test.svc.cluster.local".into(),
+            vip: "10.96.0.10".into(),
+            port: 8080,
+            http: true,
+            http2: false,
+            endpoints: vec![],
+            ids: vec![SERVER_ID.into()],
+            meshed: true,
+        },
+    );
+    config.update(r).unwrap();
+    let (status, _, _) = common::get(&mut admin, "admin", "/ready").await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a partial configuration is not ready"
+    );
+    config.mark_synced();
+    let (status, _, body) = common::get(&mut admin, "admin", "/ready").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(gateway.gateway_listeners.lock().unwrap().is_empty());
+}

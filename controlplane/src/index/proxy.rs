@@ -3,6 +3,7 @@
 //! ID), the pod's labels and revision.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -98,13 +99,20 @@ impl Snapshot {
         default_revision: &str,
     ) -> ProxyIdentity {
         let node = NodeId::parse(node_id);
-        let pod = Self::in_namespace(&self.pods, &id.namespace)
-            .map(|(_, pod)| pod)
-            .filter(|pod| service_account(pod) == id.service_account)
-            .find(|pod| {
-                let by_name = node.pod.as_deref() == pod.metadata.name.as_deref();
-                let by_ip = node.ip.as_ref().is_some_and(|ip| pod_ips(pod).contains(ip));
-                by_name || by_ip
+        let of_identity = |pod: &&Arc<Pod>| service_account(pod) == id.service_account;
+        // By name: one lookup (every push asks again); by IP: a scan of the
+        // namespace, for a node ID without the pod's name.
+        let pod = node
+            .pod
+            .as_deref()
+            .and_then(|name| self.pods.get(&super::ObjectKey::new(&id.namespace, name)))
+            .filter(of_identity)
+            .or_else(|| {
+                let ip = node.ip.as_ref()?;
+                Self::in_namespace(&self.pods, &id.namespace)
+                    .map(|(_, pod)| pod)
+                    .filter(of_identity)
+                    .find(|pod| pod_ips(pod).contains(ip))
             });
         let labels: BTreeMap<String, String> = pod
             .and_then(|p| p.metadata.labels.clone())

@@ -5,6 +5,7 @@
 //! names it holds that are gone. Pure: requests in, responses out.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource as WireResource,
@@ -12,7 +13,16 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 
 use super::sotw::{Outcome, Verdict};
 use super::subscription::Subscription;
-use crate::resources::Resources;
+use crate::resources::{Change, Resources};
+
+fn wire(r: &crate::resources::Resource) -> WireResource {
+    WireResource {
+        name: r.name.clone(),
+        version: r.version.clone(),
+        resource: Some(r.body.clone()),
+        ..Default::default()
+    }
+}
 
 /// How many unanswered responses are remembered per type: a client answers
 /// each one in order, so only a misbehaving one exceeds it.
@@ -31,6 +41,11 @@ pub struct DeltaType {
     pending: BTreeMap<String, String>,
     /// The nonce of the last response sent.
     pub last_nonce: Option<String>,
+    /// The set the last response was computed from, while `held` is
+    /// exactly its subscribed part: the next response then only walks what
+    /// changed since (see [`Resources::changes`]). Any subscription change
+    /// clears it.
+    basis: Option<Arc<Resources>>,
 }
 
 impl DeltaType {
@@ -66,6 +81,9 @@ impl DeltaType {
 
     /// A later request: an answer to a response and/or subscription changes.
     pub fn on_request(&mut self, req: &DeltaDiscoveryRequest) -> Outcome {
+        if !req.resource_names_subscribe.is_empty() || !req.resource_names_unsubscribe.is_empty() {
+            self.basis = None;
+        }
         let added = self.subscription.add(&req.resource_names_subscribe);
         self.subscription.remove(&req.resource_names_unsubscribe);
         for n in &req.resource_names_unsubscribe {
@@ -104,45 +122,23 @@ impl DeltaType {
     }
 
     /// The response that brings the client from what it holds to
-    /// `snapshot`, or `None` when nothing differs. What is sent counts as
-    /// held right away: if the client NACKs it, it is not sent again until
-    /// its content changes.
+    /// `snapshot`, or `None` when nothing differs (after the first). What
+    /// is sent counts as held right away: if the client NACKs it, it is
+    /// not sent again until its content changes.
     pub fn response(
         &mut self,
-        snapshot: &Resources,
+        snapshot: &Arc<Resources>,
         system_version: &str,
         nonce: impl FnOnce() -> String,
     ) -> Option<DeltaDiscoveryResponse> {
-        let mut resources = Vec::new();
-        let mut present = BTreeSet::new();
-        for r in snapshot.of_type(&self.type_url) {
-            if !self.subscription.wants(&r.name) {
-                continue;
-            }
-            present.insert(r.name.as_str());
-            if self.held.get(&r.name) != Some(&r.version) {
-                self.held.insert(r.name.clone(), r.version.clone());
-                resources.push(WireResource {
-                    name: r.name.clone(),
-                    version: r.version.clone(),
-                    resource: Some(r.body.clone()),
-                    ..Default::default()
-                });
-            }
-        }
-        let mut removed: BTreeSet<String> = self
-            .held
-            .keys()
-            .filter(|n| !present.contains(n.as_str()))
-            .cloned()
-            .collect();
-        self.held.retain(|n, _| present.contains(n.as_str()));
-        removed.extend(
-            std::mem::take(&mut self.newly_subscribed)
-                .into_iter()
-                .filter(|n| !present.contains(n.as_str())),
-        );
-        if resources.is_empty() && removed.is_empty() {
+        let (resources, removed) = match self.basis.take() {
+            Some(basis) if self.newly_subscribed.is_empty() => self.walk_changes(&basis, snapshot),
+            _ => self.compare_all(snapshot),
+        };
+        self.basis = Some(snapshot.clone());
+        // The first response of a type is sent even when empty: the client
+        // waits for an answer to each type before it calls itself ready.
+        if resources.is_empty() && removed.is_empty() && self.last_nonce.is_some() {
             return None;
         }
         let nonce = nonce();
@@ -162,6 +158,65 @@ impl DeltaType {
         })
     }
 
+    /// What to send and to remove, from the changes between `basis` (which
+    /// `held` mirrors) and `snapshot`.
+    fn walk_changes(
+        &mut self,
+        basis: &Resources,
+        snapshot: &Resources,
+    ) -> (Vec<WireResource>, BTreeSet<String>) {
+        let mut resources = Vec::new();
+        let mut removed = BTreeSet::new();
+        for change in basis.changes(snapshot, &self.type_url) {
+            match change {
+                Change::Upsert(r) => {
+                    if self.subscription.wants(&r.name)
+                        && self.held.get(&r.name) != Some(&r.version)
+                    {
+                        self.held.insert(r.name.clone(), r.version.clone());
+                        resources.push(wire(r));
+                    }
+                }
+                Change::Removed(name) => {
+                    if self.held.remove(name).is_some() {
+                        removed.insert(name.to_owned());
+                    }
+                }
+            }
+        }
+        (resources, removed)
+    }
+
+    /// What to send and to remove, comparing every resource of the type
+    /// with what the client holds.
+    fn compare_all(&mut self, snapshot: &Resources) -> (Vec<WireResource>, BTreeSet<String>) {
+        let mut resources = Vec::new();
+        let mut present = BTreeSet::new();
+        for r in snapshot.of_type(&self.type_url) {
+            if !self.subscription.wants(&r.name) {
+                continue;
+            }
+            present.insert(r.name.as_str());
+            if self.held.get(&r.name) != Some(&r.version) {
+                self.held.insert(r.name.clone(), r.version.clone());
+                resources.push(wire(r));
+            }
+        }
+        let mut removed: BTreeSet<String> = self
+            .held
+            .keys()
+            .filter(|n| !present.contains(n.as_str()))
+            .cloned()
+            .collect();
+        self.held.retain(|n, _| present.contains(n.as_str()));
+        removed.extend(
+            std::mem::take(&mut self.newly_subscribed)
+                .into_iter()
+                .filter(|n| !present.contains(n.as_str())),
+        );
+        (resources, removed)
+    }
+
     /// The versions the client holds (for status and tests).
     pub fn held(&self) -> &BTreeMap<String, String> {
         &self.held
@@ -177,12 +232,12 @@ mod tests {
 
     const T: &str = type_url::ENDPOINT;
 
-    fn snapshot(items: &[(&str, &str)]) -> Resources {
+    fn snapshot(items: &[(&str, &str)]) -> Arc<Resources> {
         let mut r = Resources::default();
         for (name, body) in items {
             r.insert(Resource::new(*name, T, body.as_bytes().to_vec()));
         }
-        r
+        Arc::new(r)
     }
 
     fn v(names: &[&str]) -> Vec<String> {
@@ -229,6 +284,121 @@ mod tests {
         let s2 = snapshot(&[("a", "1"), ("b", "2"), ("d", "1")]);
         let r = st.response(&s2, "2", || "n2".into()).expect("changes");
         assert_eq!(sent(&r), (vec!["b", "d"], vec!["c"]));
+    }
+
+    /// Pushes `step`'s snapshot through `fast` (which keeps its basis) and
+    /// `slow` (which compares everything every time): both must answer
+    /// the same.
+    fn same_answer(fast: &mut DeltaType, slow: &mut DeltaType, snap: &Arc<Resources>, step: &str) {
+        slow.basis = None;
+        let a = fast.response(snap, "v", || "n".into());
+        let b = slow.response(snap, "v", || "n".into());
+        let sorted = |r: Option<DeltaDiscoveryResponse>| {
+            r.map(|r| {
+                let (mut s, mut d) = (
+                    r.resources
+                        .iter()
+                        .map(|x| x.name.clone())
+                        .collect::<Vec<_>>(),
+                    r.removed_resources,
+                );
+                s.sort();
+                d.sort();
+                (s, d)
+            })
+        };
+        assert_eq!(sorted(a), sorted(b), "{step}");
+        assert_eq!(fast.held(), slow.held(), "{step}");
+    }
+
+    #[test]
+    fn walking_changes_answers_as_comparing_everything() {
+        let mut base = Resources::default();
+        for i in 0..40 {
+            base.insert(Resource::new(format!("r{i:02}"), T, vec![i]));
+        }
+        for (label, sub) in [
+            ("wildcard", vec![]),
+            ("named", vec!["r01", "r05", "r07", "gone"]),
+        ] {
+            let (mut fast, _) = DeltaType::new(T, &req(&sub, &[], "", None));
+            let (mut slow, _) = DeltaType::new(T, &req(&sub, &[], "", None));
+            let mut current = Arc::new(base.clone());
+            same_answer(&mut fast, &mut slow, &current, label);
+            type Edit = Box<dyn Fn(&mut Resources)>;
+            let edits: Vec<(&str, Edit)> = vec![
+                (
+                    "one changed",
+                    Box::new(|r| r.insert(Resource::new("r05", T, b"x".to_vec()))),
+                ),
+                (
+                    "one added",
+                    Box::new(|r| r.insert(Resource::new("r99", T, b"y".to_vec()))),
+                ),
+                ("nothing", Box::new(|_| {})),
+                (
+                    "rebuilt equal",
+                    Box::new(|r| {
+                        let mut fresh = Resources::default();
+                        for x in r.of_type(T) {
+                            fresh.insert(x.clone());
+                        }
+                        *r = fresh;
+                    }),
+                ),
+                (
+                    "one removed",
+                    Box::new(|r| {
+                        let mut fresh = Resources::default();
+                        for x in r.of_type(T).filter(|x| x.name != "r07") {
+                            fresh.insert(x.clone());
+                        }
+                        *r = fresh;
+                    }),
+                ),
+                (
+                    "changed back",
+                    Box::new(|r| r.insert(Resource::new("r05", T, vec![5]))),
+                ),
+            ];
+            for (step, edit) in &edits {
+                let mut next = (*current).clone();
+                edit(&mut next);
+                current = Arc::new(next);
+                same_answer(&mut fast, &mut slow, &current, &format!("{label}: {step}"));
+            }
+            // a subscription change, then more changes
+            for st in [&mut fast, &mut slow] {
+                st.on_request(&req(&["r10"], &["r01"], "", None));
+            }
+            same_answer(
+                &mut fast,
+                &mut slow,
+                &current,
+                &format!("{label}: resubscribed"),
+            );
+            let mut next = (*current).clone();
+            next.insert(Resource::new("r10", T, b"z".to_vec()));
+            next.insert(Resource::new("r01", T, b"z".to_vec()));
+            current = Arc::new(next);
+            same_answer(
+                &mut fast,
+                &mut slow,
+                &current,
+                &format!("{label}: after resubscribe"),
+            );
+        }
+    }
+
+    #[test]
+    fn first_answer_is_sent_even_when_empty() {
+        let (mut st, _) = DeltaType::new(T, &req(&[], &[], "", None));
+        let empty = Arc::new(Resources::default());
+        let r = st
+            .response(&empty, "1", || "n1".into())
+            .expect("first answer");
+        assert_eq!(sent(&r), (vec![], vec![]));
+        assert!(st.response(&empty, "2", || "n2".into()).is_none());
     }
 
     #[test]

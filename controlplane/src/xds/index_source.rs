@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use super::source::ConfigSource;
 use crate::identity::ProxyIdentity;
 use crate::index::{Kind, ObjectKey, Snapshot, service_of_slice};
-use crate::resources::{Resources, type_url};
+use crate::resources::{Interner, Resources, type_url};
 use crate::translate::{self, MeshSettings};
 
 /// Index snapshots in, per-proxy resources out.
@@ -28,6 +28,8 @@ pub struct IndexSource {
     changes: watch::Receiver<u64>,
     /// Each connected proxy's last translation, by node ID.
     translated: Mutex<HashMap<String, Translated>>,
+    /// Equal resources of different proxies are one copy.
+    interner: Mutex<Interner>,
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +59,7 @@ impl IndexSource {
             settings,
             changes,
             translated: Mutex::default(),
+            interner: Mutex::default(),
         }
     }
 
@@ -70,17 +73,20 @@ impl IndexSource {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn share(&self, resources: &mut Resources) {
+        resources.share(&mut self.interner.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
     /// `previous` brought up to `snapshot` by re-translating only the
     /// services whose endpoints changed, when that is all that changed.
     fn patched(&self, previous: &Translated, snapshot: &Snapshot) -> Option<Resources> {
         let services = endpoint_changes(&previous.snapshot, snapshot)?;
-        let fresh =
+        let mut fresh =
             translate::sidecar_services(snapshot, &previous.proxy, &self.settings, &services)?;
+        self.share(&mut fresh);
         let mut next = (*previous.resources).clone();
         for t in [type_url::CLUSTER, type_url::ENDPOINT] {
-            for r in fresh.of_type(t) {
-                next.insert(r.clone());
-            }
+            next.extend_from(&fresh, t);
         }
         Some(next)
     }
@@ -138,7 +144,11 @@ impl ConfigSource for IndexSource {
             Some(p) => self.patched(&p, &snapshot),
             None => None,
         }
-        .unwrap_or_else(|| translate::for_proxy(&snapshot, proxy, &self.settings));
+        .unwrap_or_else(|| {
+            let mut whole = translate::for_proxy(&snapshot, proxy, &self.settings);
+            self.share(&mut whole);
+            whole
+        });
         let resources = Arc::new(resources);
         self.translated().insert(
             proxy.node_id.clone(),

@@ -42,16 +42,17 @@ pub struct Admin {
 }
 
 impl Admin {
-    /// Ready when configuration with the required listeners arrived and
-    /// the proxy is not draining.
+    /// Ready when the first whole configuration arrived with the required
+    /// listeners (a gateway requires none: one with no routes yet is
+    /// ready and answers nothing) and the proxy is not draining.
     pub fn ready(&self) -> Result<(), String> {
         if self.proxy.drain.is_draining() {
             return Err("draining".into());
         }
-        let snapshot = self.proxy.config.current();
-        if snapshot.listeners.is_empty() {
-            return Err("no listener configuration received yet".into());
+        if !self.proxy.config.synced() {
+            return Err("no configuration received yet".into());
         }
+        let snapshot = self.proxy.config.current();
         for name in &self.required_listeners {
             if !snapshot.listeners.contains_key(name) {
                 return Err(format!("listener {name} not configured yet"));

@@ -16,6 +16,10 @@ struct State {
     resources: Resources,
     last_error: Option<String>,
     version: u64,
+    /// The whole first configuration arrived (every xDS type answered, or
+    /// the static bootstrap loaded): an empty set of listeners is then the
+    /// configuration, not its absence.
+    synced: bool,
 }
 
 /// Shared handle to the live configuration.
@@ -40,6 +44,7 @@ impl ConfigHandle {
                 resources,
                 last_error: None,
                 version: 0,
+                synced: false,
             })),
         }
     }
@@ -119,5 +124,15 @@ impl ConfigHandle {
     /// How many updates were accepted.
     pub fn version(&self) -> u64 {
         self.lock().version
+    }
+
+    /// Records that the first whole configuration arrived.
+    pub fn mark_synced(&self) {
+        self.lock().synced = true;
+    }
+
+    /// Whether the first whole configuration arrived.
+    pub fn synced(&self) -> bool {
+        self.lock().synced
     }
 }
