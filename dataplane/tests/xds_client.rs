@@ -314,7 +314,12 @@ async fn ack_nack_keep_last_good_and_reconnect() {
         sink.clusters() == ["a", "d", "e"]
     })
     .await;
-    let after: Vec<Vec<String>> = sink.batches()[batches_before..].to_vec();
+    // (each other type's first answer on the new stream is empty)
+    let after: Vec<Vec<String>> = sink.batches()[batches_before..]
+        .iter()
+        .filter(|b| !b.is_empty())
+        .cloned()
+        .collect();
     assert_eq!(
         after,
         vec![vec!["e".to_owned()]],
