@@ -7,6 +7,7 @@
 pub mod crd;
 pub mod documents;
 pub mod gateway;
+pub mod injection;
 pub mod istio;
 pub mod kinds;
 pub mod validate;

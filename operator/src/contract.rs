@@ -16,16 +16,13 @@ pub const MONITORING_PORT: i32 = 15014;
 pub const WEBHOOK_PORT: i32 = 15017;
 /// weftd's readiness path on [`MONITORING_PORT`] (200 once its index synced).
 pub const READY_PATH: &str = "/ready";
-/// weftd's sidecar-injection webhook path.
-pub const INJECT_PATH: &str = "/inject";
+pub use weft_api::injection::{IGNORED_NAMESPACES, INJECT_PATH};
 /// weftd's validation webhook path.
 pub const VALIDATE_PATH: &str = "/validate";
 /// API groups weftd's validation webhook checks.
 pub const VALIDATED_GROUPS: [&str; 2] = ["networking.istio.io", "security.istio.io"];
 /// Versions Weft serves the Istio groups at.
 pub const VALIDATED_VERSIONS: [&str; 2] = ["v1", "v1beta1"];
-/// Namespaces the injector never touches.
-pub const IGNORED_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
 /// The uid weftd's image runs as.
 pub const WEFTD_UID: i64 = 65532;
 

@@ -20,11 +20,9 @@ pub const REVISION_LABEL: &str = "weft.dev/revision";
 /// The gateway (of `spec.gateways`) an object runs.
 pub const GATEWAY_LABEL: &str = "weft.dev/gateway";
 /// Istio's revision label: namespaces and pods select a control plane with it.
-pub const ISTIO_REV_LABEL: &str = "istio.io/rev";
-/// Istio's per-pod injection switch.
-pub const INJECT_LABEL: &str = "sidecar.istio.io/inject";
-/// Istio's namespace injection label (`enabled` selects the default revision).
-pub const INJECTION_LABEL: &str = "istio-injection";
+pub use weft_api::injection::REVISION_LABEL as ISTIO_REV_LABEL;
+/// Istio's per-pod switch and namespace label (`enabled`: the default revision).
+pub use weft_api::injection::{INJECT_LABEL, INJECTION_LABEL};
 /// Hash of the object as the operator rendered it: a change of the
 /// rendering (including a removed field) changes it.
 pub const DESIRED_HASH_ANNOTATION: &str = "weft.dev/desired-hash";

@@ -20,17 +20,9 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 
 use super::settings::{DEFAULT_TAG, INIT_CONTAINER, InjectSettings, PROXY_CONTAINER};
 
-/// Namespace label selecting the default revision (`enabled`).
-pub const INJECTION_LABEL: &str = "istio-injection";
-/// Namespace or pod label selecting a revision or tag.
-pub const REVISION_LABEL: &str = "istio.io/rev";
-/// Pod label (or annotation) opting in (`true`) or out (`false`).
-pub const INJECT_LABEL: &str = "sidecar.istio.io/inject";
+pub use weft_api::injection::{IGNORED_NAMESPACES, INJECT_LABEL, INJECTION_LABEL, REVISION_LABEL};
 /// Annotation recording what was injected; its presence means "injected".
 pub const STATUS_ANNOTATION: &str = "sidecar.istio.io/status";
-
-/// Namespaces never injected: Kubernetes' own.
-pub const IGNORED_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
 
 /// The outcome for one pod.
 #[derive(Clone, Debug, PartialEq, Eq)]

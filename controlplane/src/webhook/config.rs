@@ -1,27 +1,19 @@
 //! The webhook registrations, rendered as plain objects (the operator
 //! applies them): which pods reach `/inject` and which Istio objects reach
-//! `/validate`. The selectors are Istio's, so namespaces and pods labelled
-//! for Istio reach the right revision:
-//!
-//! | webhook | namespace | pod |
-//! | --- | --- | --- |
-//! | `rev.namespace.sidecar-injector.weft.dev` | `istio.io/rev=<name>`, no `istio-injection` | `sidecar.istio.io/inject!=false` |
-//! | `rev.object.sidecar-injector.weft.dev` | neither label | `istio.io/rev=<name>`, `sidecar.istio.io/inject!=false` |
-//! | `namespace.sidecar-injector.weft.dev` (default only) | `istio-injection=enabled` | `sidecar.istio.io/inject!=false` |
-//! | `object.sidecar-injector.weft.dev` (default only) | neither label | `sidecar.istio.io/inject=true`, no `istio.io/rev` |
+//! `/validate`. The injector selectors are Istio's and defined once, in
+//! [`weft_api::injection`].
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ServiceReference,
-    ValidatingWebhook, ValidatingWebhookConfiguration, WebhookClientConfig,
+    MutatingWebhookConfiguration, RuleWithOperations, ServiceReference, ValidatingWebhook,
+    ValidatingWebhookConfiguration, WebhookClientConfig,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use kube::api::ObjectMeta;
+use weft_api::injection::{INJECT_PATH, REVISION_LABEL, injector_webhooks, requirement, selector};
 
 use super::server::WEBHOOK_PORT;
-use crate::inject::decision::{IGNORED_NAMESPACES, INJECT_LABEL, INJECTION_LABEL, REVISION_LABEL};
 use crate::validation::GROUPS;
 
 /// Where the API server reaches weftd's webhooks.
@@ -56,21 +48,6 @@ impl Endpoint {
     }
 }
 
-fn requirement(key: &str, operator: &str, values: &[&str]) -> LabelSelectorRequirement {
-    LabelSelectorRequirement {
-        key: key.to_owned(),
-        operator: operator.to_owned(),
-        values: (!values.is_empty()).then(|| values.iter().map(|v| (*v).to_owned()).collect()),
-    }
-}
-
-fn selector(requirements: Vec<LabelSelectorRequirement>) -> Option<LabelSelector> {
-    Some(LabelSelector {
-        match_expressions: Some(requirements),
-        match_labels: None,
-    })
-}
-
 /// Labels on every webhook configuration of `revision`.
 pub fn labels(revision: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -81,42 +58,6 @@ pub fn labels(revision: &str) -> BTreeMap<String, String> {
         ("app.kubernetes.io/part-of".to_owned(), "weft".to_owned()),
         ("weft.dev/revision".to_owned(), revision.to_owned()),
     ])
-}
-
-fn not_system() -> LabelSelectorRequirement {
-    requirement("kubernetes.io/metadata.name", "NotIn", &IGNORED_NAMESPACES)
-}
-
-fn injector(
-    name: &str,
-    namespace: Vec<LabelSelectorRequirement>,
-    object: Vec<LabelSelectorRequirement>,
-    client: WebhookClientConfig,
-) -> MutatingWebhook {
-    let mut namespace = namespace;
-    namespace.push(not_system());
-    MutatingWebhook {
-        name: name.to_owned(),
-        admission_review_versions: vec!["v1".to_owned()],
-        client_config: client,
-        failure_policy: Some("Fail".to_owned()),
-        match_policy: Some("Equivalent".to_owned()),
-        namespace_selector: selector(namespace),
-        object_selector: selector(object),
-        // Injection is idempotent (an injected pod is skipped), so being
-        // called again after later webhooks is harmless.
-        reinvocation_policy: Some("IfNeeded".to_owned()),
-        rules: Some(vec![RuleWithOperations {
-            api_groups: Some(vec![String::new()]),
-            api_versions: Some(vec!["v1".to_owned()]),
-            operations: Some(vec!["CREATE".to_owned()]),
-            resources: Some(vec!["pods".to_owned()]),
-            scope: None,
-        }]),
-        side_effects: "None".to_owned(),
-        timeout_seconds: Some(10),
-        match_conditions: None,
-    }
 }
 
 /// The injector registration for `selector_name` (the revision itself, or
@@ -130,51 +71,8 @@ pub fn mutating_webhook_configuration(
     endpoint: &Endpoint,
     ca_bundle: &[u8],
 ) -> MutatingWebhookConfiguration {
-    let client = endpoint.client_config("/inject", ca_bundle);
-    let not_opted_out = || requirement(INJECT_LABEL, "NotIn", &["false"]);
-    let mut webhooks = vec![
-        injector(
-            "rev.namespace.sidecar-injector.weft.dev",
-            vec![
-                requirement(REVISION_LABEL, "In", &[selector_name]),
-                requirement(INJECTION_LABEL, "DoesNotExist", &[]),
-            ],
-            vec![not_opted_out()],
-            client.clone(),
-        ),
-        injector(
-            "rev.object.sidecar-injector.weft.dev",
-            vec![
-                requirement(REVISION_LABEL, "DoesNotExist", &[]),
-                requirement(INJECTION_LABEL, "DoesNotExist", &[]),
-            ],
-            vec![
-                not_opted_out(),
-                requirement(REVISION_LABEL, "In", &[selector_name]),
-            ],
-            client.clone(),
-        ),
-    ];
-    if default {
-        webhooks.push(injector(
-            "namespace.sidecar-injector.weft.dev",
-            vec![requirement(INJECTION_LABEL, "In", &["enabled"])],
-            vec![not_opted_out()],
-            client.clone(),
-        ));
-        webhooks.push(injector(
-            "object.sidecar-injector.weft.dev",
-            vec![
-                requirement(INJECTION_LABEL, "DoesNotExist", &[]),
-                requirement(REVISION_LABEL, "DoesNotExist", &[]),
-            ],
-            vec![
-                requirement(INJECT_LABEL, "In", &["true"]),
-                requirement(REVISION_LABEL, "DoesNotExist", &[]),
-            ],
-            client,
-        ));
-    }
+    let client = endpoint.client_config(INJECT_PATH, ca_bundle);
+    let webhooks = injector_webhooks(selector_name, default, &client);
     MutatingWebhookConfiguration {
         metadata: ObjectMeta {
             name: Some(format!("weft-sidecar-injector-{selector_name}")),
@@ -257,6 +155,7 @@ pub fn validating_webhook_configuration(
 mod tests {
     use super::*;
     use std::path::Path;
+    use weft_api::injection::INJECT_LABEL;
 
     fn golden(name: &str, value: &impl serde::Serialize) {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,14 +1,8 @@
 //! The admission webhook registrations of a revision, pointing at weftd's
 //! Service on 15017 with the mesh root as `caBundle` (weftd's serving
-//! certificate is issued by the mesh CA). Selectors follow Istio's so
-//! namespaces labelled for Istio reach the right revision:
-//!
-//! | webhook | namespace | pod |
-//! | --- | --- | --- |
-//! | `rev.namespace.sidecar-injector.weft.dev` | `istio.io/rev=<rev>`, no `istio-injection` | `sidecar.istio.io/inject!=false` |
-//! | `rev.object.sidecar-injector.weft.dev` | neither label | `istio.io/rev=<rev>`, not opted out |
-//! | `namespace.sidecar-injector.weft.dev` (default revision) | `istio-injection=enabled` | not opted out |
-//! | `object.sidecar-injector.weft.dev` (default revision) | neither label | `sidecar.istio.io/inject=true`, no `istio.io/rev` |
+//! certificate is issued by the mesh CA). The injector selectors are
+//! Istio's, defined once in [`weft_api::injection`], so namespaces labelled
+//! for Istio reach the right revision.
 //!
 //! Validation covers the Istio API groups weftd validates. Weft's own
 //! resources are validated by their CRD schemas and CEL rules, never by a
@@ -17,16 +11,15 @@
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ServiceReference,
-    ValidatingWebhook, ValidatingWebhookConfiguration, WebhookClientConfig,
+    MutatingWebhookConfiguration, RuleWithOperations, ServiceReference, ValidatingWebhook,
+    ValidatingWebhookConfiguration, WebhookClientConfig,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-    LabelSelector, LabelSelectorRequirement, ObjectMeta,
-};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use weft_api::injection::{INJECT_PATH, injector_webhooks, requirement, selector};
 
 use super::{Manifest, Owner, RenderError};
-use crate::contract::{self, IGNORED_NAMESPACES, INJECT_PATH, VALIDATE_PATH, WEBHOOK_PORT};
-use crate::labels::{self, INJECT_LABEL, INJECTION_LABEL, ISTIO_REV_LABEL};
+use crate::contract::{self, VALIDATE_PATH, WEBHOOK_PORT};
+use crate::labels::{self, ISTIO_REV_LABEL};
 use crate::resolve::MeshSettings;
 
 /// `weft-sidecar-injector-<revision>` (weftd's naming).
@@ -52,54 +45,6 @@ fn client(mesh: &MeshSettings, path: &str, ca_bundle: &str) -> WebhookClientConf
     }
 }
 
-fn requirement(key: &str, operator: &str, values: &[&str]) -> LabelSelectorRequirement {
-    LabelSelectorRequirement {
-        key: key.to_owned(),
-        operator: operator.to_owned(),
-        values: (!values.is_empty()).then(|| values.iter().map(|v| (*v).to_owned()).collect()),
-    }
-}
-
-fn selector(requirements: Vec<LabelSelectorRequirement>) -> Option<LabelSelector> {
-    Some(LabelSelector {
-        match_expressions: Some(requirements),
-        match_labels: None,
-    })
-}
-
-fn injector(
-    name: &str,
-    mut namespace: Vec<LabelSelectorRequirement>,
-    object: Vec<LabelSelectorRequirement>,
-    client: WebhookClientConfig,
-) -> MutatingWebhook {
-    namespace.push(requirement(
-        "kubernetes.io/metadata.name",
-        "NotIn",
-        &IGNORED_NAMESPACES,
-    ));
-    MutatingWebhook {
-        name: name.to_owned(),
-        admission_review_versions: vec!["v1".to_owned()],
-        client_config: client,
-        failure_policy: Some("Fail".to_owned()),
-        match_policy: Some("Equivalent".to_owned()),
-        namespace_selector: selector(namespace),
-        object_selector: selector(object),
-        reinvocation_policy: Some("IfNeeded".to_owned()),
-        rules: Some(vec![RuleWithOperations {
-            api_groups: Some(vec![String::new()]),
-            api_versions: Some(vec!["v1".to_owned()]),
-            operations: Some(vec!["CREATE".to_owned()]),
-            resources: Some(vec!["pods".to_owned()]),
-            scope: Some("Namespaced".to_owned()),
-        }]),
-        side_effects: "None".to_owned(),
-        timeout_seconds: Some(10),
-        match_conditions: None,
-    }
-}
-
 fn meta(mesh: &MeshSettings, owner: &Owner, name: String) -> ObjectMeta {
     let mut labels = labels::revision_labels(&mesh.installation, &mesh.revision);
     labels.insert(ISTIO_REV_LABEL.to_owned(), mesh.revision.clone());
@@ -118,51 +63,10 @@ pub fn mutating(
     ca_bundle: &str,
     owner: &Owner,
 ) -> MutatingWebhookConfiguration {
-    let rev = mesh.revision.as_str();
     let cc = client(mesh, INJECT_PATH, ca_bundle);
-    let not_opted_out = || requirement(INJECT_LABEL, "NotIn", &["false"]);
-    let mut webhooks = vec![
-        injector(
-            "rev.namespace.sidecar-injector.weft.dev",
-            vec![
-                requirement(ISTIO_REV_LABEL, "In", &[rev]),
-                requirement(INJECTION_LABEL, "DoesNotExist", &[]),
-            ],
-            vec![not_opted_out()],
-            cc.clone(),
-        ),
-        injector(
-            "rev.object.sidecar-injector.weft.dev",
-            vec![
-                requirement(ISTIO_REV_LABEL, "DoesNotExist", &[]),
-                requirement(INJECTION_LABEL, "DoesNotExist", &[]),
-            ],
-            vec![not_opted_out(), requirement(ISTIO_REV_LABEL, "In", &[rev])],
-            cc.clone(),
-        ),
-    ];
-    if default {
-        webhooks.push(injector(
-            "namespace.sidecar-injector.weft.dev",
-            vec![requirement(INJECTION_LABEL, "In", &["enabled"])],
-            vec![not_opted_out()],
-            cc.clone(),
-        ));
-        webhooks.push(injector(
-            "object.sidecar-injector.weft.dev",
-            vec![
-                requirement(INJECTION_LABEL, "DoesNotExist", &[]),
-                requirement(ISTIO_REV_LABEL, "DoesNotExist", &[]),
-            ],
-            vec![
-                requirement(INJECT_LABEL, "In", &["true"]),
-                requirement(ISTIO_REV_LABEL, "DoesNotExist", &[]),
-            ],
-            cc,
-        ));
-    }
+    let webhooks = injector_webhooks(&mesh.revision, default, &cc);
     MutatingWebhookConfiguration {
-        metadata: meta(mesh, owner, mutating_name(rev)),
+        metadata: meta(mesh, owner, mutating_name(&mesh.revision)),
         webhooks: Some(webhooks),
     }
 }
@@ -190,10 +94,11 @@ pub fn validating(
             scope: Some("*".to_owned()),
         })
         .collect();
-    let object_selector = (!default).then(|| LabelSelector {
-        match_expressions: Some(vec![requirement(ISTIO_REV_LABEL, "In", &[&mesh.revision])]),
-        match_labels: None,
-    });
+    let object_selector = if default {
+        None
+    } else {
+        selector(vec![requirement(ISTIO_REV_LABEL, "In", &[&mesh.revision])])
+    };
     ValidatingWebhookConfiguration {
         metadata: meta(
             mesh,
