@@ -10,5 +10,6 @@ pub mod gateway;
 pub mod injection;
 pub mod istio;
 pub mod kinds;
+pub mod proxy_bootstrap;
 pub mod validate;
 pub mod weft;

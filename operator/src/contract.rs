@@ -46,14 +46,10 @@ pub const PROXY_READY_PATH: &str = "/healthz/ready";
 /// The uid and gid the proxy runs as.
 pub const PROXY_UID: i64 = 1337;
 /// The proxy's bootstrap volumes and where they are mounted.
-pub const TOKEN_VOLUME: &str = "weft-token";
-pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/tokens";
-pub const TOKEN_FILE: &str = "weft-token";
-pub const TOKEN_EXPIRATION_SECONDS: i64 = 43_200;
-pub const DATA_VOLUME: &str = "weft-data";
-pub const DATA_MOUNT_PATH: &str = "/var/lib/weft";
-pub const ROOT_CERT_VOLUME: &str = "weft-ca-root-cert";
-pub const ROOT_CERT_MOUNT_PATH: &str = "/var/run/secrets/weft";
+pub use weft_api::proxy_bootstrap::{
+    DATA_MOUNT_PATH, DATA_VOLUME, ROOT_CERT_MOUNT_PATH, ROOT_CERT_VOLUME, TOKEN_EXPIRATION_SECONDS,
+    TOKEN_FILE, TOKEN_MOUNT_PATH, TOKEN_VOLUME,
+};
 
 /// `weftd-<revision>`: the Deployment, Service and ServiceAccount of a revision.
 pub fn weftd_name(revision: &str) -> String {

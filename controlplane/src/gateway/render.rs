@@ -3,13 +3,13 @@
 //! the controller applies what these return.
 
 use std::collections::BTreeMap;
+use weft_api::proxy_bootstrap::{bootstrap_volumes, field_env, value_env};
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
-    HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec,
-    Probe, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Sysctl, Volume,
-    VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, HTTPGetAction,
+    KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecurityContext, Service,
+    ServiceAccount, ServicePort, ServiceSpec, Sysctl, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -322,7 +322,7 @@ fn bootstrap(
         value_env("WEFT_REVISION", &settings.revision),
         value_env(
             "WEFT_TOKEN_PATH",
-            &format!("{TOKEN_MOUNT_PATH}/{TOKEN_FILE}"),
+            format!("{TOKEN_MOUNT_PATH}/{TOKEN_FILE}"),
         ),
         field_env("POD_NAME", "metadata.name"),
         field_env("POD_NAMESPACE", "metadata.namespace"),
@@ -340,11 +340,11 @@ fn bootstrap(
         mount(TOKEN_VOLUME, TOKEN_MOUNT_PATH, true),
         mount(DATA_VOLUME, DATA_MOUNT_PATH, false),
     ];
-    let mut volumes = crate::inject::patch::bootstrap_volumes(&settings.token_audience);
+    let mut volumes = bootstrap_volumes(&settings.token_audience);
     if let Some(config_map) = &settings.root_cert_config_map {
         env.push(value_env(
             "WEFT_ROOT_CERT_PATH",
-            &format!("{ROOT_CERT_MOUNT_PATH}/{ROOT_CERT_KEY}"),
+            format!("{ROOT_CERT_MOUNT_PATH}/{ROOT_CERT_KEY}"),
         ));
         mounts.push(mount(ROOT_CERT_VOLUME, ROOT_CERT_MOUNT_PATH, true));
         volumes.push(Volume {
@@ -363,28 +363,6 @@ fn bootstrap(
         });
     }
     (env, mounts, volumes)
-}
-
-fn value_env(name: &str, value: &str) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value: Some(value.to_owned()),
-        ..Default::default()
-    }
-}
-
-fn field_env(name: &str, path: &str) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                field_path: path.to_owned(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
 }
 
 /// A GatewayClass Weft serves, as Weft creates it.

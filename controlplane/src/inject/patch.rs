@@ -7,15 +7,15 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, Pod, Probe, ProjectedVolumeSource,
-    ResourceRequirements, SecurityContext, ServiceAccountTokenProjection, Volume, VolumeMount,
-    VolumeProjection,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath, Pod,
+    Probe, ResourceRequirements, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 use serde_json::{Value, json};
+
+use weft_api::proxy_bootstrap::{bootstrap_volumes, field_env, value_env};
 
 use super::InjectError;
 use super::decision::STATUS_ANNOTATION;
@@ -241,28 +241,6 @@ fn init_container(settings: &InjectSettings, capture: &TrafficCapture) -> Contai
     }
 }
 
-fn field_env(name: &str, path: &str) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                field_path: path.to_owned(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn value_env(name: &str, value: impl Into<String>) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value: Some(value.into()),
-        ..Default::default()
-    }
-}
-
 fn health_probe(period: i32, failures: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
@@ -359,37 +337,6 @@ fn proxy_container(settings: &InjectSettings, app_probes: Option<String>) -> Con
         volume_mounts: Some(mounts),
         ..Default::default()
     }
-}
-
-/// The proxy's bootstrap volumes, the same for a sidecar and a gateway: the
-/// projected service-account token (audience `audience`) the CA
-/// authenticates, and a writable in-memory data directory.
-pub(crate) fn bootstrap_volumes(audience: &str) -> Vec<Volume> {
-    vec![
-        Volume {
-            name: TOKEN_VOLUME.to_owned(),
-            projected: Some(ProjectedVolumeSource {
-                sources: Some(vec![VolumeProjection {
-                    service_account_token: Some(ServiceAccountTokenProjection {
-                        audience: Some(audience.to_owned()),
-                        expiration_seconds: Some(TOKEN_EXPIRATION_SECONDS),
-                        path: TOKEN_FILE.to_owned(),
-                    }),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        Volume {
-            name: DATA_VOLUME.to_owned(),
-            empty_dir: Some(EmptyDirVolumeSource {
-                medium: Some("Memory".to_owned()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-    ]
 }
 
 fn volumes(settings: &InjectSettings) -> Vec<Volume> {

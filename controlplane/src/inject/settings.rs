@@ -23,24 +23,12 @@ pub const PROXY_UID: i64 = 1337;
 pub const PROXY_CONTAINER: &str = "weft-proxy";
 /// Name of the init container that programs iptables.
 pub const INIT_CONTAINER: &str = "weft-init";
-/// Volume holding the projected service-account token for the mesh CA.
-pub const TOKEN_VOLUME: &str = "weft-token";
-/// Where the token volume is mounted in the proxy.
-pub const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/tokens";
-/// File name of the token inside [`TOKEN_MOUNT_PATH`].
-pub const TOKEN_FILE: &str = "weft-token";
-/// Volume holding the mesh root certificate (from a ConfigMap).
-pub const ROOT_CERT_VOLUME: &str = "weft-ca-root-cert";
-/// Where the root certificate volume is mounted in the proxy.
-pub const ROOT_CERT_MOUNT_PATH: &str = "/var/run/secrets/weft";
+pub use weft_api::proxy_bootstrap::{
+    DATA_MOUNT_PATH, DATA_VOLUME, ROOT_CERT_MOUNT_PATH, ROOT_CERT_VOLUME, TOKEN_EXPIRATION_SECONDS,
+    TOKEN_FILE, TOKEN_MOUNT_PATH, TOKEN_VOLUME,
+};
 /// Key (file) of the root certificate in the ConfigMap.
 pub const ROOT_CERT_KEY: &str = "root-cert.pem";
-/// Scratch volume for the proxy (its root filesystem is read-only).
-pub const DATA_VOLUME: &str = "weft-data";
-/// Where the scratch volume is mounted.
-pub const DATA_MOUNT_PATH: &str = "/var/lib/weft";
-/// Lifetime requested for the projected token (kubelet rotates it).
-pub const TOKEN_EXPIRATION_SECONDS: i64 = 43_200;
 
 /// How this weftd injects sidecars. Built by the caller (flags,
 /// MeshRevision); the tags list changes when a `MeshRevisionTag` moves.

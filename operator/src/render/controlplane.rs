@@ -3,15 +3,16 @@
 //! Deployment, its PodDisruptionBudget and the Service in front of it.
 
 use std::collections::BTreeMap;
+use weft_api::proxy_bootstrap::{field_env, value_env};
 
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, ConfigMap, Container, ContainerPort, EnvVar, EnvVarSource,
-    HTTPGetAction, ObjectFieldSelector, PodAffinityTerm, PodAntiAffinity, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Service, ServiceAccount,
-    ServicePort, ServiceSpec, TCPSocketAction, WeightedPodAffinityTerm,
+    Affinity, Capabilities, ConfigMap, Container, ContainerPort, HTTPGetAction, PodAffinityTerm,
+    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
+    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, TCPSocketAction,
+    WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
@@ -171,28 +172,6 @@ pub fn weftd_rules() -> Vec<PolicyRule> {
     ]
 }
 
-fn field_env(name: &str, path: &str) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                field_path: path.to_owned(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn value_env(name: &str, value: &str) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value: Some(value.to_owned()),
-        ..Default::default()
-    }
-}
-
 /// weftd's command line (see `controlplane/src/config.rs`).
 pub fn weftd_args(mesh: &MeshSettings, images: &Images) -> Vec<String> {
     let max_ttl = mesh
@@ -345,7 +324,7 @@ fn deployment(
     let mut env = vec![
         field_env("POD_NAME", "metadata.name"),
         field_env("POD_NAMESPACE", "metadata.namespace"),
-        value_env("RUST_LOG", &resolve::rust_log(mesh.weftd_log_level)),
+        value_env("RUST_LOG", resolve::rust_log(mesh.weftd_log_level)),
     ];
     for extra in &mesh.weftd_env {
         env.retain(|e| e.name != extra.name);

@@ -6,14 +6,13 @@
 //! writable data directory and the mesh root from `weft-ca-root-cert`.
 
 use std::collections::BTreeMap;
+use weft_api::proxy_bootstrap::{bootstrap_volumes, field_env, value_env};
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ProjectedVolumeSource, SecurityContext, Service, ServiceAccount,
-    ServiceAccountTokenProjection, ServicePort, ServiceSpec, Sysctl, Volume, VolumeMount,
-    VolumeProjection,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecurityContext, Service, ServiceAccount,
+    ServicePort, ServiceSpec, Sysctl, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -24,8 +23,8 @@ use super::manifest::merged;
 use super::{Images, Manifest, Owner, RenderError};
 use crate::contract::{
     self, DATA_MOUNT_PATH, DATA_VOLUME, PROXY_HEALTH_PORT, PROXY_READY_PATH, PROXY_UID, ROOT_CERT,
-    ROOT_CERT_CONFIG_MAP, ROOT_CERT_MOUNT_PATH, ROOT_CERT_VOLUME, TOKEN_AUDIENCE,
-    TOKEN_EXPIRATION_SECONDS, TOKEN_FILE, TOKEN_MOUNT_PATH, TOKEN_VOLUME,
+    ROOT_CERT_CONFIG_MAP, ROOT_CERT_MOUNT_PATH, ROOT_CERT_VOLUME, TOKEN_AUDIENCE, TOKEN_FILE,
+    TOKEN_MOUNT_PATH, TOKEN_VOLUME,
 };
 use crate::labels::{
     self, COMPONENT_LABEL, GATEWAY_LABEL, INJECT_LABEL, ISTIO_REV_LABEL, NAME_LABEL,
@@ -66,68 +65,23 @@ fn object_labels(mesh: &MeshSettings, gateway: &GatewaySettings) -> BTreeMap<Str
     merged(&gateway.labels, &weft)
 }
 
-fn env_value(name: &str, value: &str) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value: Some(value.to_owned()),
-        ..Default::default()
-    }
-}
-
-fn env_field(name: &str, path: &str) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                field_path: path.to_owned(),
+fn volumes() -> Vec<Volume> {
+    let mut volumes = bootstrap_volumes(TOKEN_AUDIENCE);
+    volumes.push(Volume {
+        name: ROOT_CERT_VOLUME.to_owned(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: ROOT_CERT_CONFIG_MAP.to_owned(),
+            items: Some(vec![KeyToPath {
+                key: ROOT_CERT.to_owned(),
+                path: ROOT_CERT.to_owned(),
                 ..Default::default()
-            }),
+            }]),
+            optional: Some(true),
             ..Default::default()
         }),
         ..Default::default()
-    }
-}
-
-fn volumes() -> Vec<Volume> {
-    vec![
-        Volume {
-            name: TOKEN_VOLUME.to_owned(),
-            projected: Some(ProjectedVolumeSource {
-                sources: Some(vec![VolumeProjection {
-                    service_account_token: Some(ServiceAccountTokenProjection {
-                        audience: Some(TOKEN_AUDIENCE.to_owned()),
-                        expiration_seconds: Some(TOKEN_EXPIRATION_SECONDS),
-                        path: TOKEN_FILE.to_owned(),
-                    }),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        Volume {
-            name: DATA_VOLUME.to_owned(),
-            empty_dir: Some(EmptyDirVolumeSource {
-                medium: Some("Memory".to_owned()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        Volume {
-            name: ROOT_CERT_VOLUME.to_owned(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: ROOT_CERT_CONFIG_MAP.to_owned(),
-                items: Some(vec![KeyToPath {
-                    key: ROOT_CERT.to_owned(),
-                    path: ROOT_CERT.to_owned(),
-                    ..Default::default()
-                }]),
-                optional: Some(true),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-    ]
+    });
+    volumes
 }
 
 fn mounts() -> Vec<VolumeMount> {
@@ -164,27 +118,27 @@ pub fn render_one(
     pod_labels.insert(INJECT_LABEL.to_owned(), "false".to_owned());
 
     let env = vec![
-        env_value(
+        value_env(
             "WEFT_XDS_ADDRESS",
-            &contract::xds_address(&mesh.revision, &mesh.namespace),
+            contract::xds_address(&mesh.revision, &mesh.namespace),
         ),
-        env_value("WEFT_GATEWAY_NAME", &gateway.name),
-        env_value("WEFT_GATEWAY_NAMESPACE", &gateway.namespace),
-        env_value("WEFT_TRUST_DOMAIN", &mesh.trust_domain),
-        env_value("WEFT_REVISION", &mesh.revision),
-        env_value(
+        value_env("WEFT_GATEWAY_NAME", &gateway.name),
+        value_env("WEFT_GATEWAY_NAMESPACE", &gateway.namespace),
+        value_env("WEFT_TRUST_DOMAIN", &mesh.trust_domain),
+        value_env("WEFT_REVISION", &mesh.revision),
+        value_env(
             "WEFT_TOKEN_PATH",
-            &format!("{TOKEN_MOUNT_PATH}/{TOKEN_FILE}"),
+            format!("{TOKEN_MOUNT_PATH}/{TOKEN_FILE}"),
         ),
-        env_value(
+        value_env(
             "WEFT_ROOT_CERT_PATH",
-            &format!("{ROOT_CERT_MOUNT_PATH}/{ROOT_CERT}"),
+            format!("{ROOT_CERT_MOUNT_PATH}/{ROOT_CERT}"),
         ),
-        env_field("POD_NAME", "metadata.name"),
-        env_field("POD_NAMESPACE", "metadata.namespace"),
-        env_field("INSTANCE_IP", "status.podIP"),
-        env_field("SERVICE_ACCOUNT", "spec.serviceAccountName"),
-        env_field("NODE_NAME", "spec.nodeName"),
+        field_env("POD_NAME", "metadata.name"),
+        field_env("POD_NAMESPACE", "metadata.namespace"),
+        field_env("INSTANCE_IP", "status.podIP"),
+        field_env("SERVICE_ACCOUNT", "spec.serviceAccountName"),
+        field_env("NODE_NAME", "spec.nodeName"),
     ];
     let mut container_ports: Vec<ContainerPort> = Vec::new();
     for (name, _, target, _) in &gateway.ports {
