@@ -5,9 +5,15 @@
 //! mounted, and the small `EnvVar` builders the renderers share.
 
 use k8s_openapi::api::core::v1::{
-    EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector, ProjectedVolumeSource,
-    ServiceAccountTokenProjection, Volume, VolumeProjection,
+    Capabilities, EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector,
+    ProjectedVolumeSource, SecurityContext, ServiceAccountTokenProjection, Volume,
+    VolumeProjection,
 };
+
+/// The uid and gid the proxy runs as (Istio's convention, kept for
+/// NetworkPolicies and PodSecurity rules written for Istio); the sidecar's
+/// own traffic is never captured by it.
+pub const PROXY_UID: i64 = 1337;
 
 /// Volume holding the projected service-account token for the mesh CA.
 pub const TOKEN_VOLUME: &str = "weft-token";
@@ -25,6 +31,23 @@ pub const ROOT_CERT_MOUNT_PATH: &str = "/var/run/secrets/weft";
 pub const DATA_VOLUME: &str = "weft-data";
 /// Where the scratch volume is mounted.
 pub const DATA_MOUNT_PATH: &str = "/var/lib/weft";
+
+/// The proxy container's security context in gateway mode: that uid, no
+/// capabilities, no privilege escalation, read-only root filesystem.
+pub fn gateway_security_context() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            ..Default::default()
+        }),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        run_as_user: Some(PROXY_UID),
+        run_as_group: Some(PROXY_UID),
+        ..Default::default()
+    }
+}
 
 /// The token volume (audience `audience`) and the in-memory data volume.
 pub fn bootstrap_volumes(audience: &str) -> Vec<Volume> {

@@ -43,8 +43,7 @@ pub const PROXY_GATEWAY_ARGS: [&str; 1] = ["gateway"];
 /// The proxy's health port and readiness path.
 pub const PROXY_HEALTH_PORT: i32 = 15021;
 pub const PROXY_READY_PATH: &str = "/healthz/ready";
-/// The uid and gid the proxy runs as.
-pub const PROXY_UID: i64 = 1337;
+pub use weft_api::proxy_bootstrap::PROXY_UID;
 /// The proxy's bootstrap volumes and where they are mounted.
 pub use weft_api::proxy_bootstrap::{
     DATA_MOUNT_PATH, DATA_VOLUME, ROOT_CERT_MOUNT_PATH, ROOT_CERT_VOLUME, TOKEN_EXPIRATION_SECONDS,

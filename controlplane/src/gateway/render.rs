@@ -3,13 +3,15 @@
 //! the controller applies what these return.
 
 use std::collections::BTreeMap;
-use weft_api::proxy_bootstrap::{bootstrap_volumes, field_env, value_env};
+use weft_api::proxy_bootstrap::{
+    bootstrap_volumes, field_env, gateway_security_context, value_env,
+};
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, HTTPGetAction,
-    KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecurityContext, Service,
-    ServiceAccount, ServicePort, ServiceSpec, Sysctl, Volume, VolumeMount,
+    ConfigMapVolumeSource, Container, ContainerPort, EnvVar, HTTPGetAction, KeyToPath,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, Service, ServiceAccount, ServicePort,
+    ServiceSpec, Sysctl, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -29,9 +31,7 @@ pub const NAME_LABEL: &str = "app.kubernetes.io/name";
 pub const MANAGED_BY: &str = "weftd";
 /// Istio's annotation choosing the gateway Service's type.
 pub const SERVICE_TYPE_ANNOTATION: &str = "networking.istio.io/service-type";
-/// The uid the proxy runs as (Istio's convention, kept for NetworkPolicies
-/// and PodSecurity rules written for Istio).
-pub const PROXY_UID: i64 = 1337;
+pub use weft_api::proxy_bootstrap::PROXY_UID;
 
 /// Env vars the proxy reads in gateway mode.
 pub const ENV_XDS_ADDRESS: &str = "WEFT_XDS_ADDRESS";
@@ -248,18 +248,7 @@ pub fn render(
             failure_threshold: Some(30),
             ..Default::default()
         }),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".to_owned()]),
-                ..Default::default()
-            }),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            run_as_user: Some(PROXY_UID),
-            run_as_group: Some(PROXY_UID),
-            ..Default::default()
-        }),
+        security_context: Some(gateway_security_context()),
         ..Default::default()
     };
 

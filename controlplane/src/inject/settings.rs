@@ -15,8 +15,7 @@ pub const STATUS_PORT: u16 = 15020;
 pub const HEALTH_PORT: u16 = 15021;
 /// Proxy's own metrics.
 pub const PROXY_METRICS_PORT: u16 = 15090;
-/// The uid and gid the proxy runs as; its own traffic is never captured.
-pub const PROXY_UID: i64 = 1337;
+pub use weft_api::proxy_bootstrap::PROXY_UID;
 
 /// Name of the sidecar container (a native sidecar: an init container with
 /// `restartPolicy: Always`).

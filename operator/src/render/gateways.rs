@@ -6,13 +6,15 @@
 //! writable data directory and the mesh root from `weft-ca-root-cert`.
 
 use std::collections::BTreeMap;
-use weft_api::proxy_bootstrap::{bootstrap_volumes, field_env, value_env};
+use weft_api::proxy_bootstrap::{
+    bootstrap_volumes, field_env, gateway_security_context, value_env,
+};
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecurityContext, Service, ServiceAccount,
-    ServicePort, ServiceSpec, Sysctl, Volume, VolumeMount,
+    ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, Service, ServiceAccount, ServicePort, ServiceSpec, Sysctl,
+    Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -22,7 +24,7 @@ use weft_api::weft::{GatewayKind, ServiceType};
 use super::manifest::merged;
 use super::{Images, Manifest, Owner, RenderError};
 use crate::contract::{
-    self, DATA_MOUNT_PATH, DATA_VOLUME, PROXY_HEALTH_PORT, PROXY_READY_PATH, PROXY_UID, ROOT_CERT,
+    self, DATA_MOUNT_PATH, DATA_VOLUME, PROXY_HEALTH_PORT, PROXY_READY_PATH, ROOT_CERT,
     ROOT_CERT_CONFIG_MAP, ROOT_CERT_MOUNT_PATH, ROOT_CERT_VOLUME, TOKEN_AUDIENCE, TOKEN_FILE,
     TOKEN_MOUNT_PATH, TOKEN_VOLUME,
 };
@@ -186,18 +188,7 @@ pub fn render_one(
             ..Default::default()
         }),
         resources: Some(gateway.resources.clone()),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".to_owned()]),
-                ..Default::default()
-            }),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            run_as_user: Some(PROXY_UID),
-            run_as_group: Some(PROXY_UID),
-            ..Default::default()
-        }),
+        security_context: Some(gateway_security_context()),
         ..Default::default()
     };
 
