@@ -14,7 +14,8 @@
 # BENCH_MAX=0 skips the max-throughput cases, BENCH_PORT_BASE (28080),
 # BENCH_PROTOCOLS ("h1 h2"), BENCH_HOLD=1 starts everything and waits
 # (for profiling by hand) instead of measuring, WEFT_CONCURRENCY worker threads per proxy
-# and nginx worker_processes (nproc), CARGO (cargo).
+# and nginx worker_processes (nproc), CARGO (cargo), WEFT_PROXY_BIN a
+# weft-proxy binary to measure instead of this tree's (A/B of two builds).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -49,6 +50,7 @@ log "building release weft-proxy, weft-echo and the bench setup"
 (cd "$root" && $CARGO build -q --release -p weft-proxy --bin weft-proxy --example bench_setup \
     && $CARGO build -q --release -p weft-echo --bin weft-echo)
 bin="$root/target/release"
+proxy_bin=${WEFT_PROXY_BIN:-$bin/weft-proxy}
 
 # --- processes ----------------------------------------------------------
 work=$(mktemp -d -t weft-bench.XXXXXX)
@@ -104,7 +106,7 @@ done
 weft() { # name ip listener-flag
     local name=$1 ip=$2 flag=$3
     WEFT_LOG_LEVEL=warn POD_NAME="$name-0-0" POD_NAMESPACE=bench \
-        "$bin/weft-proxy" sidecar --bootstrap "$work/$name.json" \
+        "$proxy_bin" sidecar --bootstrap "$work/$name.json" \
         --cert-chain "$work/$name-chain.pem" --key "$work/$name-key.pem" --roots "$work/roots.pem" \
         "$flag" "$ip:$H1" "$flag" "$ip:$H2" --original-dst-from-local-addr \
         --admin-addr "$ip:$((BASE + 30))" --metrics-addr "$ip:$((BASE + 31))" \

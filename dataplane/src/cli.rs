@@ -11,6 +11,7 @@ use crate::connected::WeftdSettings;
 use crate::control_channel::WeftdAddress;
 use crate::proxy::{OriginalDstMode, ProxySettings, Workload};
 use crate::run::{AdminAddrs, GatewayOptions, RunError, SidecarOptions, StaticFiles};
+use crate::workers::{Workers, WorkersError};
 use crate::xds_client::{NodeInfo, ProxyMode};
 
 #[derive(Debug, Parser)]
@@ -99,8 +100,9 @@ pub struct CommonArgs {
     /// Milliseconds to wait for a connection's first bytes.
     #[arg(long, default_value_t = 5000)]
     pub sniff_timeout_ms: u64,
-    /// Worker threads (0: one per CPU). 1 runs every connection on a
-    /// single thread, without cross-thread wake-ups.
+    /// Traffic worker threads (0: one per CPU). Each runs its own
+    /// single-threaded runtime with its own listening sockets and
+    /// upstream pools; a connection stays on one thread.
     #[arg(long, env = "WEFT_CONCURRENCY", default_value_t = 0)]
     pub concurrency: usize,
     #[arg(long, env = "POD_NAME", default_value = "unknown")]
@@ -173,19 +175,21 @@ impl Cli {
     }
 }
 
-/// The Tokio runtime for `concurrency` worker threads (0: one per CPU;
-/// 1: a single-threaded runtime).
-pub fn runtime(concurrency: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = if concurrency == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        if concurrency > 1 {
-            b.worker_threads(concurrency);
-        }
-        b
+/// The control runtime (xDS, CA, admin, drain): one thread. Traffic runs
+/// on [`workers`].
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// Starts the traffic workers: `concurrency` threads, or one per CPU when 0.
+pub fn workers(concurrency: usize) -> Result<Workers, WorkersError> {
+    let threads = match concurrency {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
     };
-    builder.enable_all().build()
+    Workers::start(threads)
 }
 
 impl StaticArgs {
@@ -269,6 +273,8 @@ impl CommonArgs {
             },
             sniff_timeout: Duration::from_millis(self.sniff_timeout_ms),
             original_dst,
+            // Started by `main` (threads are not made while parsing flags).
+            workers: Default::default(),
         }
     }
 }
@@ -331,7 +337,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn concurrency_flag_sizes_the_runtime() {
+    fn concurrency_flag_sizes_the_workers() {
         let cli = Cli::parse_from([
             "weft-proxy",
             "sidecar",
@@ -342,9 +348,10 @@ mod tests {
             "--concurrency=3",
         ]);
         assert_eq!(cli.concurrency(), 3);
-        let rt = runtime(3).unwrap();
-        assert_eq!(rt.metrics().num_workers(), 3);
-        assert_eq!(runtime(1).unwrap().metrics().num_workers(), 1);
+        assert_eq!(workers(3).unwrap().count(), 3);
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(workers(0).unwrap().count(), cpus);
+        assert_eq!(runtime().unwrap().metrics().num_workers(), 1);
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! * [`admin`]: admin (15000), metrics (15090), health (15021) and app
 //!   probes (15020).
 //! * [`run`]: the entry points `main.rs` calls.
+//! * [`workers`]: one single-threaded runtime per core, each with its own
+//!   listening sockets and upstream pools.
 //! * [`init`]: `weft-proxy init`, the pod's traffic capture (iptables).
 //! * [`ca_client`]: the workload certificate from weftd's mesh CA, renewed
 //!   at half-life.
@@ -32,4 +34,5 @@ pub mod metrics;
 pub mod proxy;
 pub mod run;
 pub mod tls;
+pub mod workers;
 pub mod xds_client;

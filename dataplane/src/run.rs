@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::proxy::server::{Role, accept_loop};
 use crate::proxy::{Proxy, ProxySettings};
 use crate::tls::{IdentityStore, WorkloadIdentity};
+use crate::workers::{WorkersError, bind_each};
 
 pub const OUTBOUND_PORT: u16 = 15001;
 pub const INBOUND_PORT: u16 = 15006;
@@ -45,6 +46,8 @@ pub enum RunError {
     Config(#[from] crate::config::ConfigError),
     #[error("workload identity: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Listen(#[from] WorkersError),
     #[error(transparent)]
     Probes(#[from] admin::probes::ProbeError),
 }
@@ -192,20 +195,33 @@ impl Running {
     }
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, RunError> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()
-    } else {
-        tokio::net::TcpSocket::new_v6()
-    }
-    .map_err(|source| RunError::Bind { addr, source })?;
-    let _ = socket.set_reuseaddr(true);
-    socket
-        .bind(addr)
-        .map_err(|source| RunError::Bind { addr, source })?;
-    socket
-        .listen(1024)
-        .map_err(|source| RunError::Bind { addr, source })
+/// Binds `addr` once per worker and starts an accept loop on each;
+/// returns the bound address.
+fn listen(
+    proxy: &Arc<Proxy>,
+    addr: SocketAddr,
+    role: &Role,
+    stop: Option<watch::Receiver<bool>>,
+) -> Result<SocketAddr, WorkersError> {
+    let workers = &proxy.settings.workers;
+    let mut sockets = bind_each(addr, workers.count()).map(Vec::into_iter)?;
+    let local = sockets
+        .as_slice()
+        .first()
+        .and_then(|s| s.local_addr().ok())
+        .unwrap_or(addr);
+    workers.spawn_each(|_| {
+        let socket = sockets.next();
+        let (proxy, role, stop) = (proxy.clone(), role.clone(), stop.clone());
+        async move {
+            let Some(socket) = socket else { return };
+            match TcpListener::from_std(socket) {
+                Ok(listener) => accept_loop(proxy, listener, role, stop).await,
+                Err(e) => tracing::error!(%local, error = %e, "cannot register listener"),
+            }
+        }
+    });
+    Ok(local)
 }
 
 async fn start_admin(admin: Arc<Admin>, addrs: &AdminAddrs) -> Result<AdminAddrs, RunError> {
@@ -216,11 +232,15 @@ async fn start_admin(admin: Arc<Admin>, addrs: &AdminAddrs) -> Result<AdminAddrs
         (addrs.health, Endpoints::Health, &mut bound.health),
         (addrs.status, Endpoints::Status, &mut bound.status),
     ] {
-        let l = bind(addr).await?;
-        *slot = l
+        let socket = bind_each(addr, 1)?
+            .pop()
+            .ok_or_else(|| std::io::Error::other("no socket"))
+            .and_then(TcpListener::from_std)
+            .map_err(|source| RunError::Bind { addr, source })?;
+        *slot = socket
             .local_addr()
             .map_err(|source| RunError::Bind { addr, source })?;
-        tokio::spawn(admin::serve(admin.clone(), l, which));
+        tokio::spawn(admin::serve(admin.clone(), socket, which));
     }
     Ok(bound)
 }
@@ -277,22 +297,13 @@ pub async fn start_sidecar(
     );
     let mut outbound = Vec::new();
     let mut inbound = Vec::new();
-    let mut listeners = Vec::new();
     for (addrs, role, out) in [
         (&opts.outbound, Role::Outbound, &mut outbound),
         (&opts.inbound, Role::Inbound, &mut inbound),
     ] {
         for addr in addrs {
-            let l = bind(*addr).await?;
-            out.push(l.local_addr().map_err(|source| RunError::Bind {
-                addr: *addr,
-                source,
-            })?);
-            listeners.push((l, role.clone()));
+            out.push(listen(&proxy, *addr, &role, None)?);
         }
-    }
-    for (l, role) in listeners {
-        tokio::spawn(accept_loop(proxy.clone(), l, role, None));
     }
     let admin = Arc::new(Admin {
         proxy: proxy.clone(),
@@ -388,16 +399,9 @@ impl ListenerManager {
             if self.active.contains_key(name) {
                 continue;
             }
-            match bind(l.address).await {
-                Ok(socket) => {
-                    let local = socket.local_addr().unwrap_or(l.address);
-                    let (tx, rx) = watch::channel(false);
-                    tokio::spawn(accept_loop(
-                        proxy.clone(),
-                        socket,
-                        Role::Gateway(name.clone()),
-                        Some(rx),
-                    ));
+            let (tx, rx) = watch::channel(false);
+            match listen(proxy, l.address, &Role::Gateway(name.clone()), Some(rx)) {
+                Ok(local) => {
                     self.active.insert(name.clone(), (l.address, tx));
                     lock(bound).insert(name.clone(), local);
                     tracing::info!(listener = %name, %local, "gateway listener bound");

@@ -103,7 +103,7 @@ fn yaml_bootstrap_compiles() {
         c.tls_for(&c.endpoints[0]),
         &UpstreamTls::Mesh {
             sni: "outbound_.8080_._.echo.default.svc.cluster.local".into(),
-            sans: vec!["spiffe://cluster.local/ns/default/sa/echo".into()],
+            sans: vec!["spiffe://cluster.local/ns/default/sa/echo".to_owned()].into(),
         }
     );
     assert!(snapshot.routes["8080"].virtual_host("anything").is_some());

@@ -18,8 +18,10 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use weft_proxy::config::{ConfigHandle, Resources, type_url};
+use weft_proxy::proxy::ProxySettings;
 use weft_proxy::run::{AdminAddrs, GatewayOptions, start_gateway};
 use weft_proxy::tls::IdentityStore;
+use weft_proxy::workers::Workers;
 
 const HOST: &str = "payments.example.com";
 const GATEWAY_ID: &str = "spiffe://cluster.local/ns/test/sa/gateway";
@@ -69,6 +71,7 @@ async fn https_to_the_gateway_reaches_the_mesh_over_mtls() {
         vec![],
         vec![SocketAddr::new(POD_IP.parse().unwrap(), app.port())],
         "echo",
+        Workers::default(),
     )
     .await;
     let mut sr = Resources::default();
@@ -113,7 +116,11 @@ async fn https_to_the_gateway_reaches_the_mesh_over_mtls() {
         Arc::new(IdentityStore::new(mesh_ca.workload(TD, "test", "gateway", &[&mesh_ca])).unwrap()),
         GatewayOptions {
             admin: AdminAddrs::ephemeral(),
-            settings: common::settings("gateway"),
+            // Per-core workers: each binds the listener (SO_REUSEPORT).
+            settings: ProxySettings {
+                workers: Workers::start(2).unwrap(),
+                ..common::settings("gateway")
+            },
             drain_deadline: Duration::from_secs(2),
         },
     )

@@ -105,6 +105,42 @@ async fn http1_crosses_both_proxies_over_mtls_and_the_server_sees_the_caller() {
 }
 
 #[tokio::test]
+async fn per_core_workers_spread_connections_and_keep_their_own_pools() {
+    let mesh = Mesh::start(MeshOptions {
+        workers: 2,
+        ..Default::default()
+    })
+    .await;
+    // Sixteen connections: the kernel spreads them over both workers'
+    // sockets (all on one would have odds of 2 in 65,536).
+    let calls = (0..16).map(|_| {
+        let (outbound, authority) = (mesh.outbound, mesh.authority());
+        tokio::spawn(async move {
+            let mut s = h1(outbound).await;
+            for _ in 0..3 {
+                let (status, _, body) = get(&mut s, &authority, "/w").await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+                let xfcc = json(&body)["headers"]["x-forwarded-client-cert"].clone();
+                assert_eq!(xfcc, format!("By={SERVER_ID};URI={CLIENT_ID}"));
+            }
+        })
+    });
+    for call in futures::future::join_all(calls).await {
+        call.unwrap();
+    }
+    // Each worker opened its own HTTP/2 connection to the server.
+    assert_eq!(mesh.client.proxy.pools.sizes().0, 2);
+    let mut s = TcpStream::connect(mesh.tcp_vip).await.unwrap();
+    s.write_all(b"tcp on a worker").await.unwrap();
+    let mut buf = [0u8; 15];
+    s.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"tcp on a worker");
+    drop(s);
+    assert_eq!(mesh.client.shutdown().await, 0);
+    assert_eq!(mesh.server.shutdown().await, 0);
+}
+
+#[tokio::test]
 async fn http2_prior_knowledge_and_streaming_with_trailers() {
     let mesh = Mesh::start(MeshOptions {
         http2_app: true,

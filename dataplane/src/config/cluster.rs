@@ -285,7 +285,10 @@ fn upstream_tls(
             ));
         }
     };
-    Ok(UpstreamTls::Mesh { sni: u.sni, sans })
+    Ok(UpstreamTls::Mesh {
+        sni: u.sni.into(),
+        sans: sans.into(),
+    })
 }
 
 fn socket_match(

@@ -459,8 +459,8 @@ pub enum UpstreamTls {
     /// Mesh mTLS: the workload certificate; the peer must chain to the
     /// trust bundle and carry one of `sans` (any mesh ID when empty).
     Mesh {
-        sni: String,
-        sans: Vec<String>,
+        sni: Arc<str>,
+        sans: Arc<[String]>,
     },
 }
 

@@ -367,7 +367,7 @@ pub async fn handle(
                 .pools
                 .http1(addr, cluster.bind_source, &tls, cluster.connect_timeout)
                 .await
-                .map(|(s, p)| (Sender::H1(s), p, false))
+                .map(|(s, p)| (Sender::H1(s), p.map(Arc::from), false))
         } else {
             proxy
                 .pools

@@ -29,6 +29,7 @@ use crate::config::ConfigHandle;
 use crate::drain::Drain;
 use crate::metrics::Metrics;
 use crate::tls::IdentityStore;
+use crate::workers::Workers;
 
 /// Which way traffic flows through a listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +66,8 @@ pub struct ProxySettings {
     /// as opaque TCP.
     pub sniff_timeout: Duration,
     pub original_dst: OriginalDstMode,
+    /// Where listeners accept and connections run.
+    pub workers: Workers,
 }
 
 impl Default for ProxySettings {
@@ -73,6 +76,7 @@ impl Default for ProxySettings {
             workload: Workload::default(),
             sniff_timeout: Duration::from_secs(5),
             original_dst: OriginalDstMode::SocketOption,
+            workers: Workers::default(),
         }
     }
 }
@@ -99,7 +103,10 @@ impl Proxy {
     ) -> Arc<Self> {
         Arc::new(Self {
             config,
-            pools: Arc::new(upstream::Pools::new(identity.clone())),
+            pools: Arc::new(upstream::Pools::new(
+                identity.clone(),
+                settings.workers.count(),
+            )),
             identity,
             outstanding: lb::Outstanding::default(),
             metrics,

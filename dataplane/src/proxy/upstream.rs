@@ -19,6 +19,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::config::model::UpstreamTls;
 use crate::tls::{ALPN_H2, ALPN_HTTP1, IdentityStore, mesh_server_name, spiffe};
+use crate::workers::Workers;
 
 /// Byte streams of either kind.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -122,9 +123,7 @@ pub async fn connect(
             peer_id: None,
         }),
         UpstreamTls::Mesh { sni, sans } => {
-            let config = identity
-                .current()
-                .client_config(Arc::from(sans.as_slice()), alpn)?;
+            let config = identity.current().client_config(sans.clone(), alpn)?;
             let stream = tokio::time::timeout(
                 timeout,
                 TlsConnector::from(config).connect(mesh_server_name(sni), tcp),
@@ -151,13 +150,13 @@ pub async fn connect(
 struct H2Key {
     addr: SocketAddr,
     /// Identity generation and expected peer IDs for mesh mTLS.
-    mesh: Option<(u64, Vec<String>)>,
+    mesh: Option<(u64, Arc<[String]>)>,
 }
 
 #[derive(Clone, Debug)]
 struct H2Conn {
     sender: http2::SendRequest<Incoming>,
-    peer_id: Option<String>,
+    peer_id: Option<Arc<str>>,
 }
 
 /// A sender for one request and the peer it reaches.
@@ -167,12 +166,21 @@ pub enum Sender {
     H1(http1::SendRequest<Incoming>),
 }
 
-/// Upstream HTTP connection pools.
+/// One worker's connections: used only from that worker's thread, so
+/// its locks are never contended.
+#[derive(Debug, Default)]
+struct Shard {
+    h2: Mutex<HashMap<H2Key, H2Conn>>,
+    h1: Mutex<HashMap<SocketAddr, Vec<http1::SendRequest<Incoming>>>>,
+}
+
+/// Upstream HTTP connection pools, one shard per worker
+/// ([`crate::workers`]): a connection's I/O task runs on the worker that
+/// opened it, and only that worker's requests use it.
 #[derive(Debug)]
 pub struct Pools {
     identity: Arc<IdentityStore>,
-    h2: Mutex<HashMap<H2Key, H2Conn>>,
-    h1: Mutex<HashMap<SocketAddr, Vec<http1::SendRequest<Incoming>>>>,
+    shards: Box<[Shard]>,
     max_idle_per_endpoint: usize,
 }
 
@@ -184,17 +192,22 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Pools {
-    pub fn new(identity: Arc<IdentityStore>) -> Self {
+    /// Pools with `shards` shards (one per worker).
+    pub fn new(identity: Arc<IdentityStore>, shards: usize) -> Self {
         Self {
             identity,
-            h2: Mutex::default(),
-            h1: Mutex::default(),
+            shards: (0..shards.max(1)).map(|_| Shard::default()).collect(),
             max_idle_per_endpoint: 64,
         }
     }
 
     pub fn identity(&self) -> &Arc<IdentityStore> {
         &self.identity
+    }
+
+    /// The calling worker's shard.
+    fn shard(&self) -> &Shard {
+        &self.shards[Workers::current() % self.shards.len()]
     }
 
     /// A sender to `addr`: HTTP/2 (multiplexed, shared) when `http2` or
@@ -206,57 +219,62 @@ impl Pools {
         tls: &UpstreamTls,
         http2: bool,
         timeout: Duration,
-    ) -> Result<(Sender, Option<String>), UpstreamError> {
-        let mesh = matches!(tls, UpstreamTls::Mesh { .. });
-        if mesh || http2 {
-            let key = H2Key {
-                addr,
-                mesh: match tls {
-                    UpstreamTls::Mesh { sans, .. } => {
-                        Some((self.identity.current().generation, sans.clone()))
-                    }
-                    UpstreamTls::Plaintext => None,
-                },
-            };
-            if let Some(c) = lock(&self.h2).get(&key)
-                && !c.sender.is_closed()
-            {
-                return Ok((Sender::H2(c.sender.clone()), c.peer_id.clone()));
-            }
-            let connected = connect(&self.identity, addr, source, tls, ALPN_H2, timeout).await?;
-            let mut builder = http2::Builder::new(TokioExecutor::new());
-            builder
-                .initial_stream_window_size(1 << 20)
-                .initial_connection_window_size(4 << 20)
-                .adaptive_window(true)
-                .keep_alive_interval(Duration::from_secs(30))
-                .keep_alive_while_idle(false)
-                .timer(hyper_util::rt::TokioTimer::new());
-            let (sender, conn) = builder
-                .handshake(TokioIo::new(connected.io))
-                .await
-                .map_err(|source| UpstreamError::Handshake { addr, source })?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(%addr, error = %e, "upstream HTTP/2 connection ended");
-                }
-            });
-            let c = H2Conn {
-                sender: sender.clone(),
-                peer_id: connected.peer_id.clone(),
-            };
-            let generation = self.identity.current().generation;
-            let mut h2 = lock(&self.h2);
-            // Connections made with a replaced identity take no new
-            // requests; their in-flight streams finish.
-            h2.retain(|k, c| {
-                !c.sender.is_closed() && k.mesh.as_ref().is_none_or(|(g, _)| *g == generation)
-            });
-            h2.insert(key, c);
-            return Ok((Sender::H2(sender), connected.peer_id));
+    ) -> Result<(Sender, Option<Arc<str>>), UpstreamError> {
+        let mesh = match tls {
+            UpstreamTls::Mesh { sans, .. } => Some((self.identity.generation(), sans.clone())),
+            UpstreamTls::Plaintext if http2 => None,
+            UpstreamTls::Plaintext => return self.pooled_http1(addr, source, tls, timeout).await,
+        };
+        let key = H2Key { addr, mesh };
+        if let Some(c) = lock(&self.shard().h2).get(&key)
+            && !c.sender.is_closed()
+        {
+            return Ok((Sender::H2(c.sender.clone()), c.peer_id.clone()));
         }
+        let connected = connect(&self.identity, addr, source, tls, ALPN_H2, timeout).await?;
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder
+            .initial_stream_window_size(1 << 20)
+            .initial_connection_window_size(4 << 20)
+            .adaptive_window(true)
+            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(false)
+            .timer(hyper_util::rt::TokioTimer::new());
+        let (sender, conn) = builder
+            .handshake(TokioIo::new(connected.io))
+            .await
+            .map_err(|source| UpstreamError::Handshake { addr, source })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%addr, error = %e, "upstream HTTP/2 connection ended");
+            }
+        });
+        let peer_id: Option<Arc<str>> = connected.peer_id.map(Arc::from);
+        let c = H2Conn {
+            sender: sender.clone(),
+            peer_id: peer_id.clone(),
+        };
+        let generation = self.identity.generation();
+        let mut h2 = lock(&self.shard().h2);
+        // Connections made with a replaced identity take no new
+        // requests; their in-flight streams finish.
+        h2.retain(|k, c| {
+            !c.sender.is_closed() && k.mesh.as_ref().is_none_or(|(g, _)| *g == generation)
+        });
+        h2.insert(key, c);
+        Ok((Sender::H2(sender), peer_id))
+    }
+
+    /// An idle pooled HTTP/1.1 connection to `addr`, or a new one.
+    async fn pooled_http1(
+        &self,
+        addr: SocketAddr,
+        source: Option<IpAddr>,
+        tls: &UpstreamTls,
+        timeout: Duration,
+    ) -> Result<(Sender, Option<Arc<str>>), UpstreamError> {
         loop {
-            let idle = lock(&self.h1).get_mut(&addr).and_then(Vec::pop);
+            let idle = lock(&self.shard().h1).get_mut(&addr).and_then(Vec::pop);
             match idle {
                 Some(s) if s.is_ready() => return Ok((Sender::H1(s), None)),
                 Some(_) => continue,
@@ -294,7 +312,7 @@ impl Pools {
         let pools = self.clone();
         tokio::spawn(async move {
             if sender.ready().await.is_ok() {
-                let mut h1 = lock(&pools.h1);
+                let mut h1 = lock(&pools.shard().h1);
                 let idle = h1.entry(addr).or_default();
                 if idle.len() < pools.max_idle_per_endpoint {
                     idle.push(sender);
@@ -305,15 +323,19 @@ impl Pools {
 
     /// Drops every idle connection (drain, identity change).
     pub fn close_idle(&self) {
-        lock(&self.h1).clear();
-        lock(&self.h2).clear();
+        for shard in &self.shards {
+            lock(&shard.h1).clear();
+            lock(&shard.h2).clear();
+        }
     }
 
     /// (HTTP/2 connections, idle HTTP/1.1 connections).
     pub fn sizes(&self) -> (usize, usize) {
-        (
-            lock(&self.h2).len(),
-            lock(&self.h1).values().map(Vec::len).sum(),
-        )
+        self.shards.iter().fold((0, 0), |(h2, h1), shard| {
+            (
+                h2 + lock(&shard.h2).len(),
+                h1 + lock(&shard.h1).values().map(Vec::len).sum::<usize>(),
+            )
+        })
     }
 }

@@ -3,6 +3,7 @@
 //! server configuration and the client verifier inputs, new handshakes
 //! take the current state, established connections keep theirs.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use rustls::crypto::CryptoProvider;
@@ -207,6 +208,8 @@ impl rustls::client::ResolvesClientCert for Single {
 #[derive(Debug)]
 pub struct IdentityStore {
     current: RwLock<Arc<IdentityState>>,
+    /// `current`'s generation, read without the lock on every request.
+    generation: AtomicU64,
     changes: watch::Sender<u64>,
 }
 
@@ -215,6 +218,7 @@ impl IdentityStore {
         let state = IdentityState::build(1, identity)?;
         Ok(Self {
             current: RwLock::new(Arc::new(state)),
+            generation: AtomicU64::new(1),
             changes: watch::Sender::new(1),
         })
     }
@@ -229,6 +233,7 @@ impl IdentityStore {
             Ok(mut g) => *g = state,
             Err(poisoned) => *poisoned.into_inner() = state,
         }
+        self.generation.store(generation, Ordering::Release);
         self.changes.send_replace(generation);
         Ok(())
     }
@@ -251,6 +256,11 @@ impl IdentityStore {
             Ok(g) => g.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// The generation of [`Self::current`].
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Generations as they change.

@@ -21,6 +21,7 @@ use weft_proxy::config::{ConfigHandle, Resources};
 use weft_proxy::proxy::{OriginalDstMode, ProxySettings, Workload};
 use weft_proxy::run::{AdminAddrs, Running, SidecarOptions, start_sidecar};
 use weft_proxy::tls::{IdentityStore, WorkloadIdentity};
+use weft_proxy::workers::Workers;
 
 pub const TD: &str = "cluster.local";
 pub const FQDN: &str = "echo.test.svc.cluster.local";
@@ -49,6 +50,7 @@ pub fn settings(name: &str) -> ProxySettings {
         },
         sniff_timeout: Duration::from_millis(300),
         original_dst: OriginalDstMode::LocalAddr,
+        workers: Workers::default(),
     }
 }
 
@@ -58,6 +60,7 @@ pub async fn sidecar(
     outbound: Vec<SocketAddr>,
     inbound: Vec<SocketAddr>,
     name: &str,
+    workers: Workers,
 ) -> Running {
     let store = Arc::new(IdentityStore::new(identity).unwrap());
     start_sidecar(
@@ -67,7 +70,10 @@ pub async fn sidecar(
             outbound,
             inbound,
             admin: AdminAddrs::ephemeral(),
-            settings: settings(name),
+            settings: ProxySettings {
+                workers,
+                ..settings(name)
+            },
             app_probes: Default::default(),
             drain_deadline: Duration::from_secs(5),
         },
@@ -96,6 +102,8 @@ pub struct MeshOptions {
     /// Server identity CA (defaults to the mesh CA).
     pub foreign_server: bool,
     pub http2_app: bool,
+    /// Worker threads of each proxy (0: the test's runtime).
+    pub workers: usize,
 }
 
 impl Default for MeshOptions {
@@ -105,6 +113,7 @@ impl Default for MeshOptions {
             expected_ids: vec![SERVER_ID.into()],
             foreign_server: false,
             http2_app: false,
+            workers: 0,
         }
     }
 }
@@ -113,6 +122,10 @@ impl Mesh {
     pub async fn start(opts: MeshOptions) -> Self {
         init_logs();
         let ca = certs::Ca::new("mesh-root");
+        let workers = || match opts.workers {
+            0 => Workers::default(),
+            n => Workers::start(n).unwrap(),
+        };
         let http_app = echo::http().await;
         let tcp_app = echo::tcp().await;
         let server_identity = if opts.foreign_server {
@@ -129,6 +142,7 @@ impl Mesh {
                 SocketAddr::new(POD_IP.parse().unwrap(), tcp_app.port()),
             ],
             "echo",
+            workers(),
         )
         .await;
         let client = sidecar(
@@ -139,6 +153,7 @@ impl Mesh {
             ],
             vec![],
             "client",
+            workers(),
         )
         .await;
         let outbound = client.outbound[0];
