@@ -183,7 +183,13 @@ def table(args):
         mb = wi["max_proc_kb"] / 1024
         print(
             f"  idle RSS per weft-proxy: {wi['procs']} kB, largest {mb:.1f} MB "
-            f"(goal <= 10 MB: {verdict(mb <= 10)})"
+            f"(goal <= 10 MB: {verdict(mb <= 10)}; bootstrap {wi.get('bootstrap', 'json')})"
+        )
+    wj = idle.get("weft-json")
+    if wj:
+        print(
+            f"  (one more weft-proxy with the same configuration as a JSON bootstrap, idle: "
+            f"{wj['rss_kb'] / 1024:.1f} MB: the freed heap of JSON decoding stays resident)"
         )
     ni = idle.get("nginx")
     if ni:

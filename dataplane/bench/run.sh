@@ -15,7 +15,8 @@
 # BENCH_PROTOCOLS ("h1 h2"), BENCH_HOLD=1 starts everything and waits
 # (for profiling by hand) instead of measuring, WEFT_CONCURRENCY worker threads per proxy
 # and nginx worker_processes (nproc), CARGO (cargo), WEFT_PROXY_BIN a
-# weft-proxy binary to measure instead of this tree's (A/B of two builds).
+# weft-proxy binary to measure instead of this tree's (A/B of two builds),
+# BENCH_BOOTSTRAP pb (binary, as weftd's xDS delivers it) or json.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -26,6 +27,7 @@ MAX=${BENCH_MAX:-1}
 PROTOCOLS=${BENCH_PROTOCOLS:-h1 h2}
 BASE=${BENCH_PORT_BASE:-28080}
 WORKERS=${WEFT_CONCURRENCY:-$(nproc)}
+BOOTSTRAP=${BENCH_BOOTSTRAP:-pb}
 CARGO=${CARGO:-cargo}
 
 log() { printf '[bench-proxy] %s\n' "$*" >&2; }
@@ -76,7 +78,7 @@ trap 'exit 130' INT TERM
 H1=$BASE
 H2=$((BASE + 1))
 port_busy() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
-for ip_port in 127.0.0.1:$H1 127.0.0.1:$H2 127.0.0.2:$H1 127.0.0.3:$H1 127.0.0.4:$H1 127.0.0.5:$H1; do
+for ip_port in 127.0.0.1:$H1 127.0.0.1:$H2 127.0.0.2:$H1 127.0.0.3:$H1 127.0.0.4:$H1 127.0.0.5:$H1 127.0.0.6:$H1; do
     if port_busy "${ip_port%:*}" "${ip_port#*:}"; then
         log "$ip_port is in use; set BENCH_PORT_BASE to a free range"
         exit 1
@@ -103,15 +105,15 @@ for p in "$H1" "$H2"; do
     echo_pids+=($!)
 done
 
-weft() { # name ip listener-flag
-    local name=$1 ip=$2 flag=$3
+weft() { # name ip listener-flag [bootstrap-format]
+    local name=$1 ip=$2 flag=$3 format=${4:-$BOOTSTRAP}
     WEFT_LOG_LEVEL=warn POD_NAME="$name-0-0" POD_NAMESPACE=bench \
-        "$proxy_bin" sidecar --bootstrap "$work/$name.json" \
+        "$proxy_bin" sidecar --bootstrap "$work/$name.$format" \
         --cert-chain "$work/$name-chain.pem" --key "$work/$name-key.pem" --roots "$work/roots.pem" \
         "$flag" "$ip:$H1" "$flag" "$ip:$H2" --original-dst-from-local-addr \
         --admin-addr "$ip:$((BASE + 30))" --metrics-addr "$ip:$((BASE + 31))" \
         --health-addr "$ip:$((BASE + 32))" --status-addr "$ip:$((BASE + 33))" \
-        --concurrency "$WORKERS" --drain-seconds 1 >"$work/weft-$name.log" 2>&1 &
+        --concurrency "$WORKERS" --drain-seconds 1 >"$work/weft-$name-$ip.log" 2>&1 &
     pids+=($!)
 }
 weft server 127.0.0.2 --inbound-addr
@@ -221,13 +223,22 @@ if [[ ${BENCH_HOLD:-0} == 1 ]]; then
     done
 fi
 
+# For reference: the client's configuration as a JSON bootstrap, idle
+# (on its own address; it takes no traffic).
+weft client 127.0.0.6 --outbound-addr json
+weft_json=$!
+wait_port 127.0.0.6 "$H1"
+
 sleep 1
 read -r w_idle _ w_idle_max <<<"$(proc_mem $weft_pids)"
+read -r w_json _ <<<"$(proc_mem $weft_json)"
+kill -TERM "$weft_json"
 read -r n_idle _ n_idle_max <<<"$(proc_mem $(nginx_pids))"
 results="$work/results.jsonl"
 {
-    printf '{"kind":"idle","target":"weft","rss_kb":%s,"max_proc_kb":%s,"procs":"%s"}\n' \
-        "$w_idle" "$w_idle_max" "client $(proc_mem $weft_client | cut -d' ' -f1) server $(proc_mem $weft_server | cut -d' ' -f1)"
+    printf '{"kind":"idle","target":"weft","rss_kb":%s,"max_proc_kb":%s,"procs":"%s","bootstrap":"%s"}\n' \
+        "$w_idle" "$w_idle_max" "client $(proc_mem $weft_client | cut -d' ' -f1) server $(proc_mem $weft_server | cut -d' ' -f1)" "$BOOTSTRAP"
+    printf '{"kind":"idle","target":"weft-json","rss_kb":%s}\n' "$w_json"
     printf '{"kind":"idle","target":"nginx","rss_kb":%s,"max_proc_kb":%s,"procs":"%s"}\n' \
         "$n_idle" "$n_idle_max" "$(echo $(nginx_pids) | wc -w) processes"
 } >>"$results"

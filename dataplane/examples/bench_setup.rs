@@ -18,7 +18,8 @@
 //!   127.0.0.2:{H1_PORT,H2_PORT} (STRICT mTLS).
 //!
 //! Files: `roots.pem`, `{client,server}-chain.pem`, `{client,server}-key.pem`,
-//! `{client,server}.json`.
+//! `{client,server}.json` and the same as binary bootstraps
+//! `{client,server}.pb`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -127,7 +128,10 @@ fn main() -> ExitCode {
             }
         }),
     );
-    write(&dir, "server.json", &to_bootstrap(&sr).to_string());
-    write(&dir, "client.json", &to_bootstrap(&cr).to_string());
+    for (who, r) in [("server", &sr), ("client", &cr)] {
+        write(&dir, &format!("{who}.json"), &to_bootstrap(r).to_string());
+        std::fs::write(dir.join(format!("{who}.pb")), bootstrap::to_binary(r))
+            .unwrap_or_else(|e| panic!("writing {who}.pb: {e}"));
+    }
     ExitCode::SUCCESS
 }

@@ -123,3 +123,28 @@ fn bootstrap_errors_name_the_resource() {
         .to_string();
     assert!(err.contains("resources[0] (c)"), "{err}");
 }
+
+#[test]
+fn binary_bootstrap_holds_the_same_resources() {
+    let dir = std::env::temp_dir().join(format!("weft-bootstrap-pb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let yaml = dir.join("bootstrap.yaml");
+    std::fs::write(&yaml, YAML).unwrap();
+    let from_yaml = bootstrap::load_file(&yaml).unwrap();
+    let pb = dir.join("bootstrap.pb");
+    std::fs::write(&pb, bootstrap::to_binary(&from_yaml)).unwrap();
+    let from_pb = bootstrap::load_file(&pb).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(from_pb, from_yaml);
+    assert_eq!(
+        from_pb.names(type_url::LISTENER),
+        vec!["virtualInbound".to_owned()]
+    );
+    Snapshot::build(&from_pb).unwrap();
+
+    let e = bootstrap::load_binary("junk.pb", b"\xff\xff\xff").unwrap_err();
+    assert!(
+        e.to_string().contains("junk.pb") && e.to_string().contains("DiscoveryResponse"),
+        "{e}"
+    );
+}

@@ -27,7 +27,7 @@ use crate::config::model::{
     Discovery, Forward, PathMatch, Redirect, RequestFacts, RouteAction, RouteSource, RouteTable,
     UpstreamTls,
 };
-use crate::metrics::{Peers, RequestLabels};
+use crate::metrics::{Peers, SeriesKey};
 
 pub type RespBody = UnsyncBoxBody<Bytes, hyper::Error>;
 
@@ -51,7 +51,9 @@ pub fn local(status: StatusCode, reason: &'static str, body: String) -> Response
 /// What the metrics of one request need at its end.
 struct Record {
     proxy: Arc<Proxy>,
-    labels: Peers,
+    down: Arc<Downstream>,
+    service: Box<str>,
+    upstream_peer: Option<Arc<str>>,
     protocol: &'static str,
     status: u16,
     start: Instant,
@@ -59,18 +61,19 @@ struct Record {
 
 impl Drop for Record {
     fn drop(&mut self) {
-        let labels = RequestLabels {
-            peers: std::mem::take(&mut self.labels),
-            response_code: self.status.to_string(),
-            request_protocol: self.protocol.to_owned(),
-        };
         let ms = self.start.elapsed().as_secs_f64() * 1000.0;
-        self.proxy
-            .metrics
-            .duration
-            .get_or_create(&labels)
-            .observe(ms);
-        self.proxy.metrics.requests.get_or_create(&labels).inc();
+        let key = SeriesKey {
+            service: &self.service,
+            upstream_peer: self.upstream_peer.as_deref(),
+            status: self.status,
+            protocol: self.protocol,
+        };
+        self.proxy.metrics.record_request(
+            &self.down.series,
+            key,
+            || peers(&self.proxy, &self.down, key.service, key.upstream_peer),
+            ms,
+        );
     }
 }
 
@@ -222,9 +225,11 @@ pub async fn handle(
     } else {
         "http"
     };
-    let record = |service: &str, upstream_peer: Option<&str>| Record {
+    let record = |service: &str, upstream_peer: Option<Arc<str>>| Record {
         proxy: proxy.clone(),
-        labels: peers(&proxy, &down, service, upstream_peer),
+        down: down.clone(),
+        service: service.into(),
+        upstream_peer,
         protocol,
         status: 0,
         start,
@@ -284,9 +289,9 @@ pub async fn handle(
             let resp = redirect(r, scheme, &authority, &path, query.as_deref());
             return Ok(with_record(resp, record(host_only(&authority), None)));
         }
-        RouteAction::Forward(f) => f.clone(),
+        RouteAction::Forward(f) => f,
     };
-    let cluster_name = pick_cluster(&fwd);
+    let cluster_name = pick_cluster(fwd);
     let service = service_of(&cluster_name)
         .map(str::to_owned)
         .unwrap_or_else(|| host_only(&authority).to_owned());
@@ -389,7 +394,7 @@ pub async fn handle(
                 continue;
             }
         };
-        let rec = record(&service, upstream_peer.as_deref());
+        let rec = record(&service, upstream_peer);
         let in_flight = InFlight::start(proxy.outstanding.counter(addr));
         let target = Target {
             addr,

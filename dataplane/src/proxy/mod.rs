@@ -117,7 +117,7 @@ impl Proxy {
 }
 
 /// What is known of a downstream connection.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Downstream {
     pub direction: Direction,
     pub peer: SocketAddr,
@@ -128,4 +128,6 @@ pub struct Downstream {
     pub peer_id: Option<String>,
     /// TLS was terminated here.
     pub tls: bool,
+    /// The request metric series this connection's requests used.
+    pub series: crate::metrics::SeriesCache,
 }

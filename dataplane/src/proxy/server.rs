@@ -168,6 +168,7 @@ async fn serve_connection(proxy: Arc<Proxy>, role: Role, mut stream: TcpStream, 
         original_dst: dest,
         peer_id: None,
         tls: false,
+        series: Default::default(),
     };
     let uses_sni = transport == Transport::Tls
         && chains_for_port().any(|c| !c.matcher.server_names.is_empty());
