@@ -8,12 +8,13 @@ use weft_proxy::{connected, init, run};
 fn main() -> anyhow::Result<()> {
     weft_proxy::cli::init_logging();
     let cli = Cli::parse();
+    let concurrency = cli.concurrency();
     let runtime = weft_proxy::cli::runtime()?;
     runtime.block_on(async {
         match cli.command {
             Command::Sidecar(args) => {
                 let mut opts = args.options()?;
-                opts.settings.workers = weft_proxy::cli::workers(args.common.concurrency)?;
+                opts.settings.workers = weft_proxy::cli::workers(concurrency)?;
                 match source(&args.files, &args.weftd, &args.common, ProxyMode::Sidecar)? {
                     Source::Static(files) => run::sidecar(files, opts).await?,
                     Source::Weftd(settings) => connected::sidecar(*settings, opts).await?,
@@ -21,7 +22,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Gateway(args) => {
                 let mut opts = args.options();
-                opts.settings.workers = weft_proxy::cli::workers(args.common.concurrency)?;
+                opts.settings.workers = weft_proxy::cli::workers(concurrency)?;
                 match source(&args.files, &args.weftd, &args.common, ProxyMode::Gateway)? {
                     Source::Static(files) => run::gateway(files, opts).await?,
                     Source::Weftd(settings) => connected::gateway(*settings, opts).await?,

@@ -339,7 +339,7 @@ pub async fn start_gateway(
     );
     let bound: Arc<Mutex<BTreeMap<String, SocketAddr>>> = Arc::default();
     let mut manager = ListenerManager::default();
-    manager.sync(&proxy, &bound).await;
+    manager.sync(&proxy, &bound);
     {
         let proxy = proxy.clone();
         let bound = bound.clone();
@@ -347,7 +347,7 @@ pub async fn start_gateway(
         tokio::spawn(async move {
             while rx.changed().await.is_ok() {
                 rx.borrow_and_update();
-                manager.sync(&proxy, &bound).await;
+                manager.sync(&proxy, &bound);
             }
         });
     }
@@ -375,7 +375,7 @@ struct ListenerManager {
 }
 
 impl ListenerManager {
-    async fn sync(&mut self, proxy: &Arc<Proxy>, bound: &Mutex<BTreeMap<String, SocketAddr>>) {
+    fn sync(&mut self, proxy: &Arc<Proxy>, bound: &Mutex<BTreeMap<String, SocketAddr>>) {
         let snapshot = proxy.config.current();
         let gone: Vec<String> = self
             .active
