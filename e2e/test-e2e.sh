@@ -62,4 +62,10 @@ for c in "${clusters[@]}"; do
   step "starting cluster $c" "$MAKE" --no-print-directory cluster-up CLUSTER="$c"
 done
 step "loading the images into ${clusters[*]}" "$MAKE" --no-print-directory images CLUSTERS="${clusters[*]}"
-step "running the e2e tests" "$CARGO" test --no-fail-fast "${pkg_args[@]}" -- "${test_args[@]}"
+log "running the e2e tests"
+"$CARGO" test --no-fail-fast "${pkg_args[@]}" -- "${test_args[@]}" || status=$?
+if [[ $status -ne 0 ]]; then
+  log "FAILED ($status): running the e2e tests; the clusters as the tests left them:"
+  for c in "${clusters[@]}"; do e2e/cluster/status.sh "$c" >&2 || true; done
+  exit "$status"
+fi

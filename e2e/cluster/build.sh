@@ -25,7 +25,11 @@ bins=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy k
 if [[ "${1:-}" == "--print" ]]; then echo "$bin"; exit 0; fi
 
 complete() { [[ -f "$dir/complete" ]] && for b in "${bins[@]}"; do [[ -x "$bin/$b" ]] || return 1; done; }
-if complete; then echo "$bin"; exit 0; fi
+# The binaries are what is cached. Go's build cache for them is several GB
+# of disk that only a change of pins would reuse (a rebuild starts from the
+# module cache, which stays), so it goes once the binaries exist.
+trim_go_build_cache() { rm -rf "$GOCACHE"; }
+if complete; then trim_go_build_cache; echo "$bin"; exit 0; fi
 
 command -v go >/dev/null || { echo "build.sh: go not found; install Go >= 1.25 (the pins need it)" >&2; exit 1; }
 mkdir -p "$dir" "$GOMODCACHE" "$GOCACHE"
@@ -55,6 +59,7 @@ go build -trimpath -ldflags "-s -w" -o "$tmp/pause" ./pause
 (cd coredns && go build -trimpath -ldflags "-s -w" -o "$tmp/coredns" github.com/coredns/coredns)
 
 rm -rf "$bin"; mv "$tmp" "$bin"
+trim_go_build_cache
 secs=$(( $(date +%s) - start ))
 echo "$kver" > "$dir/version"
 echo "built in ${secs}s on $(nproc) cores at $(date -u +%FT%TZ)" > "$dir/complete"

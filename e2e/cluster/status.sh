@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Show the state of local cluster <name>: each daemon (PID, alive, RSS) and
-# the total RSS of the cluster (daemons, containerd shims, every container
-# process in the cluster's memory cgroup).
+# Show the state of local cluster <name>: each daemon (PID, alive, RSS), the
+# total RSS of the cluster (daemons, containerd shims, every container process
+# in the cluster's memory cgroup), the node's taints and pressure conditions,
+# and the free disk and memory the kubelet's eviction thresholds look at.
 #
 # Usage: status.sh <name>
 set -euo pipefail
@@ -35,4 +36,17 @@ done
 total=$((total + rest))
 printf "  %-24s %15d MiB\n" "shims + containers" $((rest / 1024))
 printf "  %-24s %15d MiB\n" "total RSS" $((total / 1024))
+if pid_alive kube-apiserver; then
+  KUBECTL="$("$E2E_CLUSTER_DIR/build.sh" --print)/kubectl"
+  # A taint (e.g. node.kubernetes.io/disk-pressure) is why pods stay Pending
+  # with "untolerated taint(s)"; the condition next to it says why.
+  taints="$("$KUBECTL" --kubeconfig "$KUBECONFIG_ADMIN" get node "$NODE_NAME" \
+    -o 'jsonpath={range .spec.taints[*]}{.key}:{.effect} {end}' 2>/dev/null || echo '?')"
+  conds="$("$KUBECTL" --kubeconfig "$KUBECONFIG_ADMIN" get node "$NODE_NAME" \
+    -o 'jsonpath={range .status.conditions[*]}{.type}={.status} {end}' 2>/dev/null || echo '?')"
+  echo "  node taints: ${taints:-none}"
+  echo "  node conditions: $conds"
+fi
+echo "  disk free under $STATE: $(df -h --output=avail "$STATE" | tail -1 | tr -d ' ') of $(df -h --output=size "$STATE" | tail -1 | tr -d ' ')"
+echo "  memory available: $(awk '/^MemAvailable/{printf "%d MiB", $2/1024}' /proc/meminfo)"
 exit $down

@@ -21,6 +21,10 @@ TIMEOUT="${WEFT_UP_TIMEOUT:-120}"
 t0=$(date +%s)
 
 mkdir -p "$STATE" "$PIDS" "$LOGS"
+# The kubelet taints the node DiskPressure below 256 MiB free (evictionHard
+# below); with less than 2 GiB the images and pod logs of a test run get there.
+free_mib=$(( $(df --output=avail -k "$STATE" | tail -1) / 1024 ))
+[[ $free_mib -ge 2048 ]] || log "warning: only ${free_mib} MiB free under $STATE; below 256 MiB the node is tainted disk-pressure and pods stay Pending"
 exec 7>"$STATE/.lock"
 flock -w 300 7 || die "another up.sh/down.sh for cluster $CLUSTER holds $STATE/.lock"
 
@@ -283,7 +287,12 @@ podLogsDir: $STATE/pod-logs
 hairpinMode: hairpin-veth
 serializeImagePulls: false
 maxPods: 110
-evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
+# Absolute thresholds: a percentage of a large shared disk (1% of 250 GB is
+# 2.5 GB) would taint the node DiskPressure while gigabytes are still free,
+# and every new pod would stay Pending. Pressure that clears is forgotten
+# after 30s instead of the default 5 minutes.
+evictionHard: {memory.available: "64Mi", nodefs.available: "256Mi", imagefs.available: "256Mi", nodefs.inodesFree: "1%"}
+evictionPressureTransitionPeriod: 30s
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 nodeStatusReportFrequency: 10s
@@ -439,6 +448,9 @@ node_ready() {
   pid_alive kubelet && http_get_ok 10248 /healthz ok || return 1
   [[ "$(K get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]
 }
+node_taints() {
+  K get node "$NODE_NAME" -o 'jsonpath={range .spec.taints[*]}{.key}:{.effect} {end}' 2>/dev/null | sed 's/ $//'
+}
 coredns_available() {
   [[ "$(K -n kube-system get deploy coredns -o 'jsonpath={.status.conditions[?(@.type=="Available")].status}' 2>/dev/null)" == True ]]
 }
@@ -455,6 +467,14 @@ wait_for "node $NODE_NAME Ready" kubelet node_ready
 log "node $NODE_NAME Ready after $(( $(date +%s) - t0 ))s"
 apply_addons
 wait_for "CoreDNS Available" kubelet coredns_available
+# A tainted node (disk or memory pressure) is Ready but schedules no new pod:
+# every test would wait for Pending pods. Say so now, with the reason.
+for ((i = 0; i < TIMEOUT; i++)); do
+  taints="$(node_taints)"
+  [[ -n "$taints" ]] || break
+  sleep 1
+done
+[[ -z "$taints" ]] || die "node $NODE_NAME is tainted ($taints): no new pod will be scheduled; free disk under $STATE: $(df -h --output=avail "$STATE" | tail -1 | tr -d ' '), available memory: $(awk '/^MemAvailable/{printf "%d MiB", $2/1024}' /proc/meminfo) (the kubelet's thresholds: evictionHard in $STATE/conf/kubelet.yaml)"
 for d in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy; do
   if ! pid_alive "$d"; then
     tail -n 40 "$LOGS/$d.log" >&2 || true
