@@ -142,6 +142,15 @@ async fn https_to_the_gateway_reaches_the_mesh_over_mtls() {
     assert_eq!(report["headers"]["x-forwarded-proto"], "https");
     assert!(report["headers"]["x-forwarded-for"].is_string());
 
+    // Prefix and host rewrite: the mesh service sees the new path (query
+    // kept) and authority.
+    let (status, body, _) = https_get(addr, &public_ca.cert, "/legacy/pay?id=7").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let report = json(&body);
+    assert_eq!(report["path"], "/v1/pay");
+    assert_eq!(report["query"], "id=7", "{body}");
+    assert_eq!(report["headers"]["host"], "payments.internal");
+
     let (status, _, _) = https_get(addr, &public_ca.cert, "/v2/pay").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _, _) = https_get(addr, &public_ca.cert, "/v1x").await;

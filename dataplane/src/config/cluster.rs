@@ -147,6 +147,7 @@ pub fn compile(
     };
     Ok(Cluster {
         name: c.name.clone(),
+        service: service_of(&c.name).map(Arc::from),
         discovery,
         lb,
         connect_timeout,
@@ -157,6 +158,16 @@ pub fn compile(
         bind_source,
         rr: Default::default(),
     })
+}
+
+/// The service an Istio-style cluster name points at, for metrics:
+/// `outbound|<port>|<subset>|<fqdn>` → fqdn.
+pub fn service_of(cluster: &str) -> Option<&str> {
+    let mut parts = cluster.splitn(4, '|');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("outbound"), Some(_), Some(_), Some(fqdn)) if !fqdn.is_empty() => Some(fqdn),
+        _ => None,
+    }
 }
 
 /// `upstream_bind_config`: only a source IP (port 0, no other options).
@@ -347,4 +358,24 @@ pub fn endpoints(
         }
     }
     Ok(Arc::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::service_of;
+
+    #[test]
+    fn outbound_cluster_names_point_at_their_service() {
+        assert_eq!(
+            service_of("outbound|8080|v1|echo.ns.svc.cluster.local"),
+            Some("echo.ns.svc.cluster.local")
+        );
+        assert_eq!(
+            service_of("outbound|80||a.b.svc.cluster.local"),
+            Some("a.b.svc.cluster.local")
+        );
+        assert_eq!(service_of("outbound|80||"), None);
+        assert_eq!(service_of("inbound|8080||"), None);
+        assert_eq!(service_of("passthrough"), None);
+    }
 }

@@ -373,7 +373,8 @@ pub struct Forward {
     /// Total timeout; `None` (Envoy's `0s`) disables it.
     pub timeout: Option<Duration>,
     pub prefix_rewrite: Option<String>,
-    pub host_rewrite: Option<String>,
+    /// Replaces the authority (HTTP/2 `:authority`, HTTP/1.1 `Host`).
+    pub host_rewrite: Option<http::uri::Authority>,
     pub retry: Option<RetryPolicy>,
 }
 
@@ -476,6 +477,9 @@ pub struct TransportSocketMatch {
 #[derive(Clone, Debug)]
 pub struct Cluster {
     pub name: String,
+    /// The service the name points at (`outbound|<port>|<subset>|<fqdn>`),
+    /// the `destination_service` of its requests' metrics.
+    pub service: Option<Arc<str>>,
     pub discovery: Discovery,
     pub lb: LbPolicy,
     pub connect_timeout: Duration,

@@ -180,7 +180,14 @@ fn compile_route(ctx: &Ctx<'_>, field: &str, r: &PbRoute) -> Result<Route, Confi
             };
             let host_rewrite = match &ra.host_rewrite_specifier {
                 None => None,
-                Some(route_action::HostRewriteSpecifier::HostRewriteLiteral(h)) => Some(h.clone()),
+                Some(route_action::HostRewriteSpecifier::HostRewriteLiteral(h)) => {
+                    Some(http::uri::Authority::try_from(h.as_str()).map_err(|e| {
+                        ctx.err(
+                            format!("{af}.host_rewrite_literal"),
+                            format!("{h:?} is not a host[:port]: {e}"),
+                        )
+                    })?)
+                }
                 Some(_) => {
                     return Err(ctx.err(
                         format!("{af}.host_rewrite_specifier"),

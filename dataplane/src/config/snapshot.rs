@@ -298,6 +298,20 @@ mod tests {
                 (r, "RouteConfiguration \"r\": name: \"other\" differs")
             },
             {
+                let mut rc = route_config("r", route_match::PathSpecifier::Prefix("/".into()));
+                if let Some(route::Action::Route(ra)) = &mut rc.virtual_hosts[0].routes[0].action {
+                    ra.host_rewrite_specifier = Some(
+                        route_action::HostRewriteSpecifier::HostRewriteLiteral("a b".into()),
+                    );
+                }
+                let mut r = Resources::default();
+                r.insert_message("r", &rc);
+                (
+                    r,
+                    "RouteConfiguration \"r\": virtual_hosts[0].routes[0].route.host_rewrite_literal: \"a b\" is not a host[:port]",
+                )
+            },
+            {
                 let mut r = Resources::default();
                 r.insert_message(
                     "c",

@@ -126,10 +126,15 @@ pub fn request_id() -> String {
     out
 }
 
+/// A header value that takes over a string's buffer (no copy).
+fn owned_value(s: String) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(s)).ok()
+}
+
 /// Keeps an incoming `x-request-id`, generates one when absent.
 pub fn ensure_request_id(headers: &mut HeaderMap) {
     if !headers.contains_key(X_REQUEST_ID)
-        && let Ok(v) = HeaderValue::from_str(&request_id())
+        && let Some(v) = owned_value(request_id())
     {
         headers.insert(X_REQUEST_ID, v);
     }
@@ -142,7 +147,7 @@ pub fn forwarded(headers: &mut HeaderMap, client_ip: std::net::IpAddr, proto: &'
         Some(prev) if !prev.trim().is_empty() => format!("{prev}, {client_ip}"),
         _ => client_ip.to_string(),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = owned_value(xff) {
         headers.insert(X_FORWARDED_FOR, v);
     }
     if !headers.contains_key(&X_FORWARDED_PROTO) {
@@ -159,7 +164,7 @@ pub fn set_client_cert(headers: &mut HeaderMap, by: Option<&str>, peer: Option<&
             Some(by) => format!("By={by};URI={peer}"),
             None => format!("URI={peer}"),
         };
-        if let Ok(v) = HeaderValue::from_str(&value) {
+        if let Some(v) = owned_value(value) {
             headers.insert(XFCC, v);
         }
     }

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
+use http::uri::{self, Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
@@ -48,11 +49,27 @@ pub fn local(status: StatusCode, reason: &'static str, body: String) -> Response
     resp
 }
 
+/// The `destination_service` of a request's metrics: the cluster's service
+/// (shared, computed once per cluster) or else the request's host.
+enum Service {
+    Cluster(Arc<str>),
+    Host(Option<Authority>),
+}
+
+impl Service {
+    fn as_str(&self) -> &str {
+        match self {
+            Service::Cluster(s) => s,
+            Service::Host(a) => host_only(a.as_ref().map_or("", Authority::as_str)),
+        }
+    }
+}
+
 /// What the metrics of one request need at its end.
 struct Record {
     proxy: Arc<Proxy>,
     down: Arc<Downstream>,
-    service: Box<str>,
+    service: Service,
     upstream_peer: Option<Arc<str>>,
     protocol: &'static str,
     status: u16,
@@ -63,7 +80,7 @@ impl Drop for Record {
     fn drop(&mut self) {
         let ms = self.start.elapsed().as_secs_f64() * 1000.0;
         let key = SeriesKey {
-            service: &self.service,
+            service: self.service.as_str(),
             upstream_peer: self.upstream_peer.as_deref(),
             status: self.status,
             protocol: self.protocol,
@@ -118,17 +135,16 @@ fn with_record(resp: Response<RespBody>, record: Record) -> Response<RespBody> {
     })
 }
 
-fn authority_of<B>(req: &Request<B>) -> String {
-    req.uri()
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-        })
-        .unwrap_or_default()
+/// The request's authority: the URI's (HTTP/2 `:authority`, absolute form)
+/// or else the Host header. `Err` when a Host header is not an authority.
+fn authority_of<B>(req: &Request<B>) -> Result<Option<Authority>, ()> {
+    if let Some(a) = req.uri().authority() {
+        return Ok(Some(a.clone()));
+    }
+    match req.headers().get(header::HOST) {
+        Some(h) => Authority::try_from(h.as_bytes()).map(Some).map_err(|_| ()),
+        None => Ok(None),
+    }
 }
 
 fn host_only(authority: &str) -> &str {
@@ -142,15 +158,6 @@ fn host_only(authority: &str) -> &str {
             authority
         }
     })
-}
-
-/// `outbound|<port>|<subset>|<fqdn>` → fqdn.
-fn service_of(cluster: &str) -> Option<&str> {
-    let mut parts = cluster.splitn(4, '|');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some("outbound"), Some(_), Some(_), Some(fqdn)) if !fqdn.is_empty() => Some(fqdn),
-        _ => None,
-    }
 }
 
 fn ns_of(principal: &str) -> String {
@@ -214,26 +221,34 @@ pub async fn handle(
 ) -> Result<Response<RespBody>, Infallible> {
     let start = Instant::now();
     let snapshot = proxy.config.current();
-    let authority = authority_of(&req);
     let protocol = if req
         .headers()
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"))
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
     {
         "grpc"
     } else {
         "http"
     };
-    let record = |service: &str, upstream_peer: Option<Arc<str>>| Record {
+    let record = |service: Service, upstream_peer: Option<Arc<str>>| Record {
         proxy: proxy.clone(),
         down: down.clone(),
-        service: service.into(),
+        service,
         upstream_peer,
         protocol,
         status: 0,
         start,
     };
+    let Ok(authority) = authority_of(&req) else {
+        let resp = local(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the Host header is not a valid authority".into(),
+        );
+        return Ok(with_record(resp, record(Service::Host(None), None)));
+    };
+    let host = || Service::Host(authority.clone());
+    let authority_str = authority.as_ref().map_or("", Authority::as_str);
     let table: Option<Arc<RouteTable>> = match &routes {
         RouteSource::Rds(name) => snapshot.routes.get(name).cloned(),
         RouteSource::Inline(t) => Some(t.clone()),
@@ -247,20 +262,22 @@ pub async fn handle(
                 RouteSource::Inline(t) => format!("route configuration {:?} unavailable", t.name),
             },
         );
-        return Ok(with_record(resp, record(host_only(&authority), None)));
+        return Ok(with_record(resp, record(host(), None)));
     };
     // CONNECT's authority-form target has no path: route it as "/".
-    let path = match req.uri().path() {
-        "" => "/".to_owned(),
-        p => p.to_owned(),
-    };
-    let query = req.uri().query().map(str::to_owned);
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .filter(|pq| !pq.path().is_empty())
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let (path, query) = (path_and_query.path(), path_and_query.query());
     let scheme = if down.tls { "https" } else { "http" };
     let selected = table
         .route(&RequestFacts {
-            authority: &authority,
-            path: &path,
-            query: query.as_deref(),
+            authority: authority_str,
+            path,
+            query,
             method: req.method().as_str(),
             scheme,
             headers: req.headers(),
@@ -270,9 +287,9 @@ pub async fn handle(
         let resp = local(
             StatusCode::NOT_FOUND,
             "route_not_found",
-            format!("no route for host {authority:?} path {path:?}"),
+            format!("no route for host {authority_str:?} path {path:?}"),
         );
-        return Ok(with_record(resp, record(host_only(&authority), None)));
+        return Ok(with_record(resp, record(host(), None)));
     };
     let fwd = match &route.action {
         RouteAction::Direct { status, body } => {
@@ -283,38 +300,62 @@ pub async fn handle(
                     .boxed_unsync(),
             );
             *resp.status_mut() = status;
-            return Ok(with_record(resp, record(host_only(&authority), None)));
+            return Ok(with_record(resp, record(host(), None)));
         }
         RouteAction::Redirect(r) => {
-            let resp = redirect(r, scheme, &authority, &path, query.as_deref());
-            return Ok(with_record(resp, record(host_only(&authority), None)));
+            let resp = redirect(r, scheme, authority_str, path, query);
+            return Ok(with_record(resp, record(host(), None)));
         }
         RouteAction::Forward(f) => f,
     };
     let cluster_name = pick_cluster(fwd);
-    let service = service_of(&cluster_name)
-        .map(str::to_owned)
-        .unwrap_or_else(|| host_only(&authority).to_owned());
-    let Some(cluster) = snapshot.clusters.get(&cluster_name).cloned() else {
+    let Some(cluster) = snapshot.clusters.get(cluster_name).cloned() else {
         let resp = local(
             StatusCode::SERVICE_UNAVAILABLE,
             "cluster_not_found",
             format!("cluster {cluster_name:?} is not configured"),
         );
-        return Ok(with_record(resp, record(&service, None)));
+        return Ok(with_record(resp, record(host(), None)));
+    };
+    let service = || match &cluster.service {
+        Some(s) => Service::Cluster(s.clone()),
+        None => host(),
     };
 
     // Request rewriting, once for all attempts.
     let upgrade = headers::is_upgrade(req.headers()) || req.method() == Method::CONNECT;
-    let mut authority = authority;
-    if let Some(h) = &fwd.host_rewrite {
-        authority = h.clone();
-    }
-    let new_path = rewrite_path(&route.matcher.path, fwd.prefix_rewrite.as_deref(), &path);
+    let upstream_authority = fwd.host_rewrite.clone().or_else(|| authority.clone());
+    let upstream_path = match fwd.prefix_rewrite.as_deref() {
+        None => path_and_query.clone(),
+        Some(rewrite) => {
+            let mut p = rewrite_path(&route.matcher.path, Some(rewrite), path);
+            if let Some(q) = query {
+                p.push('?');
+                p.push_str(q);
+            }
+            match PathAndQuery::try_from(p) {
+                Ok(pq) => pq,
+                Err(e) => {
+                    let resp = local(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        format!("the rewritten path is invalid: {e}"),
+                    );
+                    return Ok(with_record(resp, record(service(), None)));
+                }
+            }
+        }
+    };
     {
         let h = req.headers_mut();
         headers::strip_hop_by_hop(h, upgrade);
         headers::ensure_request_id(h);
+        if let Some(rewritten) = &fwd.host_rewrite
+            && h.contains_key(header::HOST)
+            && let Ok(v) = HeaderValue::from_str(rewritten.as_str())
+        {
+            h.insert(header::HOST, v);
+        }
         match down.direction {
             Direction::Gateway => {
                 headers::forwarded(h, down.peer.ip(), scheme);
@@ -322,16 +363,12 @@ pub async fn handle(
             }
             Direction::Inbound => {
                 headers::forwarded(h, down.peer.ip(), scheme);
-                let own = proxy.identity.current().id_text.clone();
-                headers::set_client_cert(h, Some(&own), down.peer_id.as_deref());
+                let own = proxy.identity.current();
+                headers::set_client_cert(h, Some(&own.id_text), down.peer_id.as_deref());
             }
             Direction::Outbound => headers::set_client_cert(h, None, None),
         }
     }
-    let path_and_query = match &query {
-        Some(q) => format!("{new_path}?{q}"),
-        None => new_path,
-    };
 
     let retry_connect = fwd.retry.as_ref().is_some_and(|r| {
         r.retry_on
@@ -354,7 +391,7 @@ pub async fn handle(
                         "no_healthy_upstream",
                         format!("no healthy upstream for cluster {cluster_name:?}"),
                     );
-                    return Ok(with_record(resp, record(&service, None)));
+                    return Ok(with_record(resp, record(service(), None)));
                 };
                 (ep.address, cluster.tls_for(ep).clone())
             }
@@ -365,7 +402,7 @@ pub async fn handle(
                 "proxy_loop",
                 format!("refusing to send a request to the proxy's own listener {addr}"),
             );
-            return Ok(with_record(resp, record(&service, None)));
+            return Ok(with_record(resp, record(service(), None)));
         }
         let connected = if upgrade {
             proxy
@@ -394,7 +431,7 @@ pub async fn handle(
                 continue;
             }
         };
-        let rec = record(&service, upstream_peer);
+        let rec = record(service(), upstream_peer);
         let in_flight = InFlight::start(proxy.outstanding.counter(addr));
         let target = Target {
             addr,
@@ -408,8 +445,8 @@ pub async fn handle(
             req,
             sender,
             target,
-            &authority,
-            &path_and_query,
+            upstream_authority,
+            upstream_path,
             fwd.timeout,
             upgrade,
             in_flight,
@@ -424,25 +461,22 @@ pub async fn handle(
         label,
         format!("upstream connect error for cluster {cluster_name:?}: {e}"),
     );
-    Ok(with_record(resp, record(&service, None)))
+    Ok(with_record(resp, record(service(), None)))
 }
 
-fn pick_cluster(f: &Forward) -> String {
+fn pick_cluster(f: &Forward) -> &str {
     if let [(only, _)] = f.clusters.as_slice() {
-        return only.clone();
+        return only;
     }
     let total: u64 = f.clusters.iter().map(|(_, w)| u64::from(*w)).sum();
     let mut n = lb::random() % total.max(1);
     for (name, w) in &f.clusters {
         if n < u64::from(*w) {
-            return name.clone();
+            return name;
         }
         n -= u64::from(*w);
     }
-    f.clusters
-        .first()
-        .map(|(n, _)| n.clone())
-        .unwrap_or_default()
+    f.clusters.first().map_or("", |(n, _)| n.as_str())
 }
 
 /// Envoy's prefix_rewrite: the matched prefix (or exact path) is replaced.
@@ -504,8 +538,8 @@ async fn send(
     mut req: Request<Incoming>,
     sender: Sender,
     target: Target,
-    authority: &str,
-    path_and_query: &str,
+    authority: Option<Authority>,
+    path_and_query: PathAndQuery,
     timeout: Option<std::time::Duration>,
     upgrade: bool,
     in_flight: InFlight,
@@ -523,8 +557,21 @@ async fn send(
     let (mut parts, body) = req.into_parts();
     let result = match sender {
         Sender::H2(mut s) => {
-            let uri = format!("http://{authority}{path_and_query}");
-            parts.uri = match uri.parse::<Uri>() {
+            let Some(authority) = authority else {
+                return with_record(
+                    local(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        "the request has no authority (Host header)".into(),
+                    ),
+                    record,
+                );
+            };
+            let mut uri = uri::Parts::default();
+            uri.scheme = Some(Scheme::HTTP);
+            uri.authority = Some(authority);
+            uri.path_and_query = Some(path_and_query);
+            parts.uri = match Uri::from_parts(uri) {
                 Ok(u) => u,
                 Err(e) => {
                     return with_record(
@@ -562,23 +609,12 @@ async fn send(
         }
         Sender::H1(mut s) => {
             if !is_connect {
-                parts.uri = match path_and_query.parse::<Uri>() {
-                    Ok(u) => u,
-                    Err(e) => {
-                        return with_record(
-                            local(
-                                StatusCode::BAD_REQUEST,
-                                "bad_request",
-                                format!("invalid path: {e}"),
-                            ),
-                            record,
-                        );
-                    }
-                };
+                parts.uri = Uri::from(path_and_query);
             }
             parts.version = Version::HTTP_11;
             if !parts.headers.contains_key(header::HOST)
-                && let Ok(v) = HeaderValue::from_str(authority)
+                && let Some(a) = &authority
+                && let Ok(v) = HeaderValue::from_str(a.as_str())
             {
                 parts.headers.insert(header::HOST, v);
             }
@@ -736,12 +772,7 @@ mod tests {
     }
 
     #[test]
-    fn service_and_host_names() {
-        assert_eq!(
-            service_of("outbound|8080|v1|echo.ns.svc.cluster.local"),
-            Some("echo.ns.svc.cluster.local")
-        );
-        assert_eq!(service_of("inbound|8080||"), None);
+    fn host_names() {
         assert_eq!(host_only("a.b:8080"), "a.b");
         assert_eq!(host_only("[::1]:80"), "::1");
         assert_eq!(host_only("a.b"), "a.b");

@@ -1,4 +1,4 @@
-//! In-test echo servers: HTTP (h1 + h2c; reports method, path, version and
+//! In-test echo servers: HTTP (h1 + h2c; reports method, path, query, version and
 //! headers as JSON; `/stream` echoes the request body frame by frame with
 //! its trailers; `/slow` answers after a delay; `/ws` is a WebSocket echo;
 //! `/bytes/<n>` answers [`pattern`]`(n)`) and TCP echo.
@@ -160,6 +160,7 @@ async fn handle(
             let body = serde_json::json!({
                 "method": req.method().as_str(),
                 "path": req.uri().path(),
+                "query": req.uri().query(),
                 "version": format!("{:?}", req.version()),
                 "headers": headers,
                 "peer": peer.to_string(),

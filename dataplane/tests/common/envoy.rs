@@ -535,7 +535,8 @@ pub fn inbound(r: &mut Resources, app_ip: &str, ports: &[WorkloadPort]) {
 }
 
 /// A gateway listener on `ip:port` terminating TLS with `secret`, routing
-/// `host` (prefix `/v1`) to `cluster`; anything else 404s.
+/// `host` (prefix `/v1`) to `cluster`, and prefix `/legacy` there too as
+/// `/v1` with the authority `payments.internal`; anything else 404s.
 pub fn gateway(
     r: &mut Resources,
     ip: &str,
@@ -587,22 +588,46 @@ pub fn gateway(
         virtual_hosts: vec![VirtualHost {
             name: format!("{host}:{port}"),
             domains: vec![host.into(), format!("{host}:{port}")],
-            routes: vec![Route {
-                r#match: Some(RouteMatch {
-                    path_specifier: Some(route_match::PathSpecifier::PathSeparatedPrefix(
-                        "/v1".into(),
-                    )),
+            routes: vec![
+                Route {
+                    r#match: Some(RouteMatch {
+                        path_specifier: Some(route_match::PathSpecifier::PathSeparatedPrefix(
+                            "/v1".into(),
+                        )),
+                        ..Default::default()
+                    }),
+                    action: Some(route::Action::Route(RouteAction {
+                        cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
+                            cluster.into(),
+                        )),
+                        timeout: Some(Duration::default()),
+                        ..Default::default()
+                    })),
                     ..Default::default()
-                }),
-                action: Some(route::Action::Route(RouteAction {
-                    cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
-                        cluster.into(),
-                    )),
-                    timeout: Some(Duration::default()),
+                },
+                Route {
+                    r#match: Some(RouteMatch {
+                        path_specifier: Some(route_match::PathSpecifier::PathSeparatedPrefix(
+                            "/legacy".into(),
+                        )),
+                        ..Default::default()
+                    }),
+                    action: Some(route::Action::Route(RouteAction {
+                        cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
+                            cluster.into(),
+                        )),
+                        prefix_rewrite: "/v1".into(),
+                        host_rewrite_specifier: Some(
+                            route_action::HostRewriteSpecifier::HostRewriteLiteral(
+                                "payments.internal".into(),
+                            ),
+                        ),
+                        timeout: Some(Duration::default()),
+                        ..Default::default()
+                    })),
                     ..Default::default()
-                })),
-                ..Default::default()
-            }],
+                },
+            ],
             ..Default::default()
         }],
         ..Default::default()
