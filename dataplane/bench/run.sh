@@ -48,11 +48,16 @@ if ((${#need_pkgs[@]})); then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-log "building release weft-proxy, weft-echo and the bench setup"
-(cd "$root" && $CARGO build -q --release -p weft-proxy --bin weft-proxy --example bench_setup \
+# The proxy is measured as the images ship it: static (glibc crt-static,
+# the flags and target dir of `make images-static`, which it shares).
+static_target=x86_64-unknown-linux-gnu
+log "building release weft-proxy (static, as in the image), weft-echo and the bench setup"
+(cd "$root" && RUSTFLAGS="-C target-feature=+crt-static" $CARGO build -q --release \
+        --target "$static_target" -p weft-proxy --bin weft-proxy \
+    && $CARGO build -q --release -p weft-proxy --example bench_setup \
     && $CARGO build -q --release -p weft-echo --bin weft-echo)
 bin="$root/target/release"
-proxy_bin=${WEFT_PROXY_BIN:-$bin/weft-proxy}
+proxy_bin=${WEFT_PROXY_BIN:-$root/target/$static_target/release/weft-proxy}
 
 # --- processes ----------------------------------------------------------
 work=$(mktemp -d -t weft-bench.XXXXXX)
@@ -91,7 +96,7 @@ wait_port() {
         port_busy "$1" "$2" && return 0
         sleep 0.05
     done
-    log "nothing listens on $1:$2 (logs in $work: $(ls "$work"/*.log 2>/dev/null | xargs -n1 tail -n 5 2>/dev/null))"
+    log "nothing listens on $1:$2; last log lines:"; tail -n 30 "$work"/*.log >&2 2>/dev/null || true
     return 1
 }
 
@@ -106,11 +111,15 @@ for p in "$H1" "$H2"; do
 done
 
 weft() { # name ip listener-flag [bootstrap-format]
-    local name=$1 ip=$2 flag=$3 format=${4:-$BOOTSTRAP}
+    local name=$1 ip=$2 flag=$3 format=${4:-$BOOTSTRAP} other
+    # The other direction's listener on this proxy's own address too: the
+    # defaults (0.0.0.0:15001/15006) would collide between the proxies.
+    other=--inbound-addr
+    [[ $flag == --inbound-addr ]] && other=--outbound-addr
     WEFT_LOG_LEVEL=warn POD_NAME="$name-0-0" POD_NAMESPACE=bench \
         "$proxy_bin" sidecar --bootstrap "$work/$name.$format" \
         --cert-chain "$work/$name-chain.pem" --key "$work/$name-key.pem" --roots "$work/roots.pem" \
-        "$flag" "$ip:$H1" "$flag" "$ip:$H2" --original-dst-from-local-addr \
+        "$flag" "$ip:$H1" "$flag" "$ip:$H2" "$other" "$ip:$((BASE + 34))" --original-dst-from-local-addr \
         --admin-addr "$ip:$((BASE + 30))" --metrics-addr "$ip:$((BASE + 31))" \
         --health-addr "$ip:$((BASE + 32))" --status-addr "$ip:$((BASE + 33))" \
         --concurrency "$WORKERS" --drain-seconds 1 >"$work/weft-$name-$ip.log" 2>&1 &
