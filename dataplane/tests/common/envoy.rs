@@ -583,50 +583,40 @@ pub fn gateway(
         ..Default::default()
     };
     r.insert_message(&l.name.clone(), &l);
+    let forward = RouteAction {
+        cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.into())),
+        timeout: Some(Duration::default()),
+        ..Default::default()
+    };
+    let prefix_route = |prefix: &str, action: RouteAction| Route {
+        r#match: Some(RouteMatch {
+            path_specifier: Some(route_match::PathSpecifier::PathSeparatedPrefix(
+                prefix.into(),
+            )),
+            ..Default::default()
+        }),
+        action: Some(route::Action::Route(action)),
+        ..Default::default()
+    };
     let rc = RouteConfiguration {
         name: route_name.clone(),
         virtual_hosts: vec![VirtualHost {
             name: format!("{host}:{port}"),
             domains: vec![host.into(), format!("{host}:{port}")],
             routes: vec![
-                Route {
-                    r#match: Some(RouteMatch {
-                        path_specifier: Some(route_match::PathSpecifier::PathSeparatedPrefix(
-                            "/v1".into(),
-                        )),
-                        ..Default::default()
-                    }),
-                    action: Some(route::Action::Route(RouteAction {
-                        cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
-                            cluster.into(),
-                        )),
-                        timeout: Some(Duration::default()),
-                        ..Default::default()
-                    })),
-                    ..Default::default()
-                },
-                Route {
-                    r#match: Some(RouteMatch {
-                        path_specifier: Some(route_match::PathSpecifier::PathSeparatedPrefix(
-                            "/legacy".into(),
-                        )),
-                        ..Default::default()
-                    }),
-                    action: Some(route::Action::Route(RouteAction {
-                        cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
-                            cluster.into(),
-                        )),
+                prefix_route("/v1", forward.clone()),
+                prefix_route(
+                    "/legacy",
+                    RouteAction {
                         prefix_rewrite: "/v1".into(),
                         host_rewrite_specifier: Some(
                             route_action::HostRewriteSpecifier::HostRewriteLiteral(
                                 "payments.internal".into(),
                             ),
                         ),
-                        timeout: Some(Duration::default()),
-                        ..Default::default()
-                    })),
-                    ..Default::default()
-                },
+                        ..forward
+                    },
+                ),
             ],
             ..Default::default()
         }],
