@@ -21,6 +21,7 @@ mod route;
 mod secret;
 mod snapshot;
 
+pub use cluster::service_of;
 pub use error::ConfigError;
 pub use handle::ConfigHandle;
 pub use resources::{Any, Resources, type_url};

@@ -28,6 +28,7 @@ use crate::config::model::{
     Discovery, Forward, PathMatch, Redirect, RequestFacts, RouteAction, RouteSource, RouteTable,
     UpstreamTls,
 };
+use crate::config::service_of;
 use crate::metrics::{Peers, SeriesKey};
 
 pub type RespBody = UnsyncBoxBody<Bytes, hyper::Error>;
@@ -315,7 +316,8 @@ pub async fn handle(
             "cluster_not_found",
             format!("cluster {cluster_name:?} is not configured"),
         );
-        return Ok(with_record(resp, record(host(), None)));
+        let service = service_of(cluster_name).map_or_else(host, |s| Service::Cluster(s.into()));
+        return Ok(with_record(resp, record(service, None)));
     };
     let service = || match &cluster.service {
         Some(s) => Service::Cluster(s.clone()),
