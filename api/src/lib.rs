@@ -4,6 +4,8 @@
 //! This crate holds types, schemas, defaults and validation helpers only; it
 //! has no client logic.
 
+#[cfg(feature = "client")]
+pub mod client;
 pub mod crd;
 pub mod documents;
 pub mod gateway;

@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::events::Reporter;
 use kube::{Api, Client};
 use tokio::net::TcpListener;
@@ -56,14 +55,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Why weftd could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("reading kubeconfig {path}: {detail}")]
-    Kubeconfig { path: String, detail: String },
-    #[error(
-        "no Kubernetes configuration: {0}; pass --kubeconfig on a host, or run in a pod with a service account"
-    )]
-    InferConfig(String),
-    #[error("building the Kubernetes client: {0}")]
-    Client(String),
+    #[error(transparent)]
+    Client(#[from] weft_api::client::ClientError),
     #[error(
         "the CA Secret {namespace}/{name} does not exist: create it in Istio's cacerts layout (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem), or run with --ca-source generated for a dev run"
     )]
@@ -118,27 +111,6 @@ pub fn init_logging(format: LogFormat) {
     } else {
         builder.try_init()
     };
-}
-
-/// A Kubernetes client: from `--kubeconfig` when given, else inferred
-/// (in-cluster service account in a pod, `~/.kube/config` on a host).
-pub async fn kube_client(config: &Config) -> Result<Client, RunError> {
-    let kube_config = match &config.kubeconfig {
-        Some(path) => {
-            let err = |detail: String| RunError::Kubeconfig {
-                path: path.display().to_string(),
-                detail,
-            };
-            let kubeconfig = Kubeconfig::read_from(path).map_err(|e| err(e.to_string()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .map_err(|e| err(e.to_string()))?
-        }
-        None => kube::Config::infer()
-            .await
-            .map_err(|e| RunError::InferConfig(e.to_string()))?,
-    };
-    Client::try_from(kube_config).map_err(|e| RunError::Client(e.to_string()))
 }
 
 /// Loads (or generates) the mesh CA as `--ca-source` says.
@@ -289,7 +261,7 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 
 /// Builds everything and starts the servers; returns once they listen.
 pub async fn start(config: &Config) -> Result<Running, RunError> {
-    let client = kube_client(config).await?;
+    let client = weft_api::client::kube_client(config.kubeconfig.as_deref()).await?;
     let authority = Arc::new(load_authority(config, &client).await?);
     let metrics = Metrics::new();
     let ca_metrics = Arc::new(CaMetrics::exporting_to(metrics.clone()));

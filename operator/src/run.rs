@@ -4,8 +4,6 @@
 
 use std::sync::Arc;
 
-use kube::Client;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::events::{Recorder, Reporter};
 use tokio::sync::watch;
 
@@ -20,14 +18,8 @@ use crate::server::{self, Readiness, ServerError};
 /// Why the operator stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("reading kubeconfig {path}: {detail}")]
-    Kubeconfig { path: String, detail: String },
-    #[error(
-        "no Kubernetes configuration: {0}; pass --kubeconfig on a host, or run in a pod with a service account"
-    )]
-    InferConfig(String),
-    #[error("building the Kubernetes client: {0}")]
-    Client(String),
+    #[error(transparent)]
+    Client(#[from] weft_api::client::ClientError),
     #[error(transparent)]
     Server(#[from] ServerError),
     #[error("leadership lost: {0}; exiting so a fresh start stands by")]
@@ -53,26 +45,6 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
-/// A client from `--kubeconfig`, else inferred (in-cluster in a pod).
-pub async fn kube_client(config: &Config) -> Result<Client, RunError> {
-    let kube_config = match &config.kubeconfig {
-        Some(path) => {
-            let err = |detail: String| RunError::Kubeconfig {
-                path: path.display().to_string(),
-                detail,
-            };
-            let kubeconfig = Kubeconfig::read_from(path).map_err(|e| err(e.to_string()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .map_err(|e| err(e.to_string()))?
-        }
-        None => kube::Config::infer()
-            .await
-            .map_err(|e| RunError::InferConfig(e.to_string()))?,
-    };
-    Client::try_from(kube_config).map_err(|e| RunError::Client(e.to_string()))
-}
-
 /// This process's identity in the Lease: the pod name plus a random
 /// suffix, so a restarted container does not mistake its dead
 /// predecessor's Lease for its own (it waits for expiry like any standby).
@@ -95,7 +67,7 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 
 /// Runs until SIGTERM / Ctrl-C (Ok) or until leadership is lost (Err).
 pub async fn run(config: Config) -> Result<(), RunError> {
-    let client = kube_client(&config).await?;
+    let client = weft_api::client::kube_client(config.kubeconfig.as_deref()).await?;
     let metrics = Metrics::new();
     let readiness = Readiness::default();
     let (stop_tx, stop_rx) = watch::channel(false);
