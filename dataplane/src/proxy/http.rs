@@ -327,25 +327,19 @@ pub async fn handle(
     // Request rewriting, once for all attempts.
     let upgrade = headers::is_upgrade(req.headers()) || req.method() == Method::CONNECT;
     let upstream_authority = fwd.host_rewrite.clone().or_else(|| authority.clone());
-    let upstream_path = match fwd.prefix_rewrite.as_deref() {
-        None => path_and_query.clone(),
-        Some(rewrite) => {
-            let mut p = rewrite_path(&route.matcher.path, Some(rewrite), path);
-            if let Some(q) = query {
-                p.push('?');
-                p.push_str(q);
-            }
-            match PathAndQuery::try_from(p) {
-                Ok(pq) => pq,
-                Err(e) => {
-                    let resp = local(
-                        StatusCode::BAD_REQUEST,
-                        "bad_request",
-                        format!("the rewritten path is invalid: {e}"),
-                    );
-                    return Ok(with_record(resp, record(service(), None)));
-                }
-            }
+    let upstream_path = match rewrite_path(
+        &route.matcher.path,
+        fwd.prefix_rewrite.as_deref(),
+        &path_and_query,
+    ) {
+        Ok(pq) => pq,
+        Err(e) => {
+            let resp = local(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("the rewritten path is invalid: {e}"),
+            );
+            return Ok(with_record(resp, record(service(), None)));
         }
     };
     {
@@ -481,25 +475,34 @@ fn pick_cluster(f: &Forward) -> &str {
     f.clusters.first().map_or("", |(n, _)| n.as_str())
 }
 
-/// Envoy's prefix_rewrite: the matched prefix (or exact path) is replaced.
-pub fn rewrite_path(m: &PathMatch, rewrite: Option<&str>, path: &str) -> String {
+/// Envoy's prefix_rewrite: the matched prefix (or exact path) is replaced
+/// and the query kept. Without a rewrite the received path is used as is.
+pub fn rewrite_path(
+    m: &PathMatch,
+    rewrite: Option<&str>,
+    received: &PathAndQuery,
+) -> Result<PathAndQuery, http::uri::InvalidUri> {
     let Some(rewrite) = rewrite else {
-        return path.to_owned();
+        return Ok(received.clone());
     };
+    let path = received.path();
     let rest = match m {
         PathMatch::Prefix(p) | PathMatch::SeparatedPrefix(p) => path.get(p.len()..).unwrap_or(""),
         PathMatch::Exact(_) | PathMatch::Regex(_) => "",
     };
-    let joined = if rewrite.ends_with('/') && rest.starts_with('/') {
+    let mut joined = if rewrite.ends_with('/') && rest.starts_with('/') {
         format!("{rewrite}{}", &rest[1..])
     } else {
         format!("{rewrite}{rest}")
     };
     if joined.is_empty() {
-        "/".into()
-    } else {
-        joined
+        joined.push('/');
     }
+    if let Some(q) = received.query() {
+        joined.push('?');
+        joined.push_str(q);
+    }
+    PathAndQuery::try_from(joined)
 }
 
 fn redirect(
@@ -765,12 +768,19 @@ mod tests {
 
     #[test]
     fn prefix_rewrite_replaces_the_matched_prefix() {
+        let rw = |m: &PathMatch, rewrite, path: &'static str| {
+            rewrite_path(m, rewrite, &PathAndQuery::from_static(path)).unwrap()
+        };
         let p = PathMatch::Prefix("/v1".into());
-        assert_eq!(rewrite_path(&p, Some("/api"), "/v1/users"), "/api/users");
-        assert_eq!(rewrite_path(&p, Some("/"), "/v1/users"), "/users");
-        assert_eq!(rewrite_path(&p, None, "/v1/users"), "/v1/users");
+        assert_eq!(rw(&p, Some("/api"), "/v1/users"), "/api/users");
+        assert_eq!(rw(&p, Some("/"), "/v1/users"), "/users");
+        assert_eq!(rw(&p, None, "/v1/users"), "/v1/users");
+        assert_eq!(
+            rw(&p, Some("/api"), "/v1/users?page=2"),
+            "/api/users?page=2"
+        );
         let e = PathMatch::Exact("/old".into());
-        assert_eq!(rewrite_path(&e, Some("/new"), "/old"), "/new");
+        assert_eq!(rw(&e, Some("/new"), "/old"), "/new");
     }
 
     #[test]
