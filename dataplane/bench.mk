@@ -2,8 +2,9 @@
 #   include dataplane/bench.mk
 # A weft-proxy pair (release binaries, STRICT mTLS between them) against
 # the echo server called directly and an nginx reverse-proxy pair, for
-# HTTP/1.1 and HTTP/2 at 1,000 and 10,000 req/s and at max throughput
-# (h2load). Prints one table; never fails on figures. Installs h2load
+# HTTP/1.1 and HTTP/2 at 1,000 and 10,000 req/s (weft-echo load: open
+# loop, wrk2-style, latency from each request's due time) and at max
+# throughput (h2load). Prints one table; never fails on figures. Installs h2load
 # (nghttp2-client) and nginx (nginx-light) with apt-get when missing.
 
 BENCH_DURATION ?= 10
@@ -11,5 +12,5 @@ BENCH_RATES ?= 1000 10000
 
 .PHONY: bench-proxy
 
-bench-proxy: ## proxy pair vs direct vs nginx pair: latency added, req/s per core, RSS (h2load)
+bench-proxy: ## proxy pair vs direct vs nginx pair: latency added, req/s per core, RSS (weft-echo load, h2load)
 	BENCH_DURATION=$(BENCH_DURATION) BENCH_RATES="$(BENCH_RATES)" CARGO="$(CARGO)" dataplane/bench/run.sh

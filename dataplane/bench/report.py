@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Figures of `make bench-proxy` (run by dataplane/bench/run.sh).
 
-`case`: one h2load run -> one JSON line: latency percentiles computed from
-h2load's per-request log (--log-file: start µs, status, µs to the end of
-the response), achieved req/s, CPU seconds and memory of the proxy pair.
+`case`: one run -> one JSON line: latency percentiles, achieved req/s, CPU
+seconds and memory of the proxy pair. Fixed-rate runs come from
+`weft-echo load` (its JSON summary: latency from each request's due time);
+max-throughput runs from h2load (percentiles computed from its per-request
+log, --log-file: start µs, status, µs to the end of the response).
 
 `table`: all cases side by side, latency added over the direct (no proxy)
 case of the same protocol and load, req/s per CPU-second of the proxy
@@ -49,7 +51,26 @@ def parse_h2load(text):
     return out
 
 
-def case(args):
+def load_case(args):
+    """A fixed-rate case measured by `weft-echo load`."""
+    with open(args.load_summary, encoding="utf-8") as f:
+        lines = [line for line in f if line.startswith("{")]
+    summary = json.loads(lines[-1]) if lines else None
+    if summary is None:
+        summary = {"requests": 0, "errors": 0, "rps": 0.0, "latency_ms": {}, "send_lag_ms": {}}
+    lat = summary["latency_ms"]
+    return {
+        "requests": summary["requests"],
+        "errors": summary["errors"],
+        "rps": summary["rps"],
+        "h2load_rps": math.nan,
+        "lat_ms": {str(p): lat.get(f"p{p}", math.nan) for p in PCTS},
+        "send_lag_p99_ms": summary["send_lag_ms"].get("p99", math.nan),
+    }
+
+
+def h2load_case(args):
+    """A max-throughput case measured by h2load."""
     lat_us = []
     bad = 0
     first = last = None
@@ -76,23 +97,21 @@ def case(args):
         summary = parse_h2load(f.read())
     span_s = (last - first) / 1e6 if first is not None and last > first else args.duration
     rps = len(lat_us) / span_s if span_s > 0 else 0.0
-    cpu_s = args.cpu_ticks / args.clk_tck
-    rec = {
-        "kind": "case",
-        "target": args.target,
-        "proto": args.proto,
-        "load": args.load,
+    return {
         "requests": len(lat_us),
         # Failed streams and non-2xx answers, from the log or (if more,
         # e.g. streams cut at the end of the run) h2load's summary.
         "errors": max(bad, summary["failed"] + summary["non_2xx"]),
         "rps": rps,
         "h2load_rps": summary["h2load_rps"],
-        "cpu_s": cpu_s,
-        "rss_kb": args.rss_kb,
-        "hwm_kb": args.hwm_kb,
         "lat_ms": {str(p): percentile(lat_us, p) / 1000.0 for p in PCTS},
     }
+
+
+def case(args):
+    rec = {"kind": "case", "target": args.target, "proto": args.proto, "load": args.load}
+    rec.update(load_case(args) if args.load_summary else h2load_case(args))
+    rec.update(cpu_s=args.cpu_ticks / args.clk_tck, rss_kb=args.rss_kb, hwm_kb=args.hwm_kb)
     if args.target == "direct":
         rec["cpu_s"] = None
     print(json.dumps(rec))
@@ -202,6 +221,12 @@ def table(args):
                 f"  {proto} max: {wp:.0f} req/cpu-s weft (mTLS) vs {np_:.0f} nginx (plaintext): "
                 f"x{wp / np_:.2f} (goal ahead of nginx: {verdict(wp > np_)})"
             )
+    late = [c for c in cases if c.get("send_lag_p99_ms", 0) > 1.0]
+    for c in late:
+        print(
+            f"  note: {c['proto']} {c['load']} {c['target']}: the load generator sent late "
+            f"(p99 {c['send_lag_p99_ms']:.2f} ms after due); the figures include that wait"
+        )
     errors = sum(c["errors"] for c in cases)
     if errors:
         print(f"  note: {errors} failed or non-2xx requests in total (column err)")
@@ -214,8 +239,9 @@ def main():
     c.add_argument("--target", required=True)
     c.add_argument("--proto", required=True)
     c.add_argument("--load", required=True)
-    c.add_argument("--log", required=True)
-    c.add_argument("--h2load-out", required=True)
+    c.add_argument("--load-summary", help="weft-echo load's JSON output (fixed-rate cases)")
+    c.add_argument("--log", help="h2load --log-file (max cases)")
+    c.add_argument("--h2load-out", help="h2load's output (max cases)")
     c.add_argument("--cpu-ticks", type=int, required=True)
     c.add_argument("--clk-tck", type=int, required=True)
     c.add_argument("--duration", type=float, required=True)

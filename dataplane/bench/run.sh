@@ -2,7 +2,8 @@
 # `make bench-proxy`: one weft-proxy pair (separate release processes,
 # STRICT mTLS between them) against two baselines in the same run — the
 # echo server called directly and an nginx reverse-proxy pair — for
-# HTTP/1.1 and HTTP/2 at fixed rates and at max throughput, with h2load.
+# HTTP/1.1 and HTTP/2 at fixed rates (weft-echo load: wrk2-style, latency
+# from each request's due time) and at max throughput (h2load).
 # Prints one table (dataplane/bench/report.py); never fails on figures.
 #
 #   client(h2load) → 127.0.0.3 weft-proxy outbound ─mTLS h2─→ 127.0.0.2 weft-proxy inbound → 127.0.0.1 weft-echo
@@ -259,35 +260,41 @@ run_case() { # target proto load
         weft) ppids=$weft_pids ;;
         nginx) ppids=$(nginx_pids) ;;
     esac
+    local logf="$work/req-$target-$proto-$load.tsv" out="$work/load.out" mem_f="$work/mem.txt"
+    local t0 t1 cmd report_args
     if [[ $load == max ]]; then
-        # Closed loop: as fast as the path answers.
+        # Closed loop (h2load): as fast as the path answers.
         if [[ $proto == h1 ]]; then args=(-c 32); else args=(-c 8 -m 16); fi
+        cmd=(h2load $(h2load_flags "$proto") "${args[@]}" -t 1 -D "$DURATION" --warm-up-time=1
+            --log-file="$logf" "$(url "$target" "$proto")")
+        report_args=(--log "$logf" --h2load-out "$out")
     else
-        # Fixed rate: C connections × (load / C) req/s each, scheduled by
-        # time; HTTP/2 connections get spare streams so a slow answer does
-        # not hold back the next request.
+        # Fixed rate (weft-echo load, wrk2-style): request i due at i/rate
+        # on connection i mod C, latency from its due time. HTTP/2
+        # connections get spare streams so a slow answer does not hold
+        # back the next request.
         local c=10
         ((load >= 5000)) && c=50
-        args=(-c "$c" --rps $((load / c)))
-        [[ $proto == h2 ]] && args+=(-m 8)
+        args=(--rate "$load" --connections "$c")
+        [[ $proto == h2 ]] && args+=(--http2 --streams 8)
+        cmd=("$bin/weft-echo" load --url "$(url "$target" "$proto")" "${args[@]}"
+            --duration "${DURATION}s" --warmup 1s)
+        report_args=(--load-summary "$out")
     fi
-    local logf="$work/req-$target-$proto-$load.tsv" mem_f="$work/mem.txt"
-    local t0 t1
     t0=$(cpu_ticks $ppids)
     (sleep $((DURATION / 2 + 1)); [[ -n $ppids ]] && proc_mem $ppids >"$mem_f" || echo "0 0 0" >"$mem_f") &
     local sampler=$!
-    h2load $(h2load_flags "$proto") "${args[@]}" -t 1 -D "$DURATION" --warm-up-time=1 \
-        --log-file="$logf" "$(url "$target" "$proto")" >"$work/h2load.out" 2>&1 || true
+    "${cmd[@]}" >"$out" 2>&1 || true
     wait "$sampler" || true
     t1=$(cpu_ticks $ppids)
     local mem hwm
     mem=$(cat "$mem_f")
     hwm=$([[ -n $ppids ]] && proc_mem $ppids | cut -d' ' -f2 || echo 0)
     python3 "$here/report.py" case --target "$target" --proto "$proto" --load "$load" \
-        --log "$logf" --h2load-out "$work/h2load.out" --cpu-ticks $((t1 - t0)) \
+        "${report_args[@]}" --cpu-ticks $((t1 - t0)) \
         --clk-tck "$(getconf CLK_TCK)" --duration "$DURATION" \
         --rss-kb "${mem%% *}" --hwm-kb "$hwm" >>"$results"
-    rm -f "$logf"
+    rm -f "$logf" "$out"
 }
 
 loads="$RATES"

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use tracing::{error, info};
 
 use crate::client::{self, GrpcClientOptions, HttpClientOptions, TcpClientOptions};
+use crate::load::{self, LoadOptions};
 use crate::report::{Identity, parse_duration};
 use crate::server::{EchoServer, Ports};
 use crate::webhook::{self, DenyRule};
@@ -32,6 +33,9 @@ pub enum Command {
     TcpClient(TcpClientArgs),
     /// HTTPS validating admission webhook that denies objects with a label.
     Webhook(WebhookArgs),
+    /// Fixed-rate HTTP load (wrk2-style): prints latency percentiles
+    /// measured from each request's due time as one JSON line.
+    Load(LoadArgs),
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
@@ -120,6 +124,33 @@ pub struct TcpClientArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    /// e.g. http://127.0.0.1:8080/bench
+    #[arg(long)]
+    pub url: String,
+    /// HTTP/2 with prior knowledge (h2c).
+    #[arg(long)]
+    pub http2: bool,
+    /// Requests per second over all connections.
+    #[arg(long)]
+    pub rate: u32,
+    #[arg(long, default_value_t = 10)]
+    pub connections: u32,
+    /// Streams in flight at most per HTTP/2 connection.
+    #[arg(long, default_value_t = 8)]
+    pub streams: u32,
+    /// Measured time (e.g. 10s).
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub duration: Duration,
+    /// Load sent before the measured time, not counted.
+    #[arg(long, default_value = "1s", value_parser = duration)]
+    pub warmup: Duration,
+    /// Answers later than this after the last request was due are errors.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct WebhookArgs {
     #[arg(long, env = "LISTEN_IP", default_value = "::")]
     pub ip: IpAddr,
@@ -186,6 +217,22 @@ pub async fn run(cli: Cli) -> ExitCode {
                 .map_err(|e| e.to_string())
         }
         Command::Webhook(a) => run_webhook(a).await,
+        Command::Load(a) => {
+            let opts = LoadOptions {
+                url: a.url,
+                http2: a.http2,
+                rate: a.rate,
+                connections: a.connections,
+                streams: a.streams,
+                duration: a.duration,
+                warmup: a.warmup,
+                timeout: a.timeout,
+            };
+            load::load(&opts, &mut std::io::stdout())
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

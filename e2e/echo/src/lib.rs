@@ -4,6 +4,8 @@
 //!   `weft.echo.v1.Echo/Echo` on 9090, TCP echo on 9000.
 //! * `client`, `grpc-client`, `tcp-client`: one JSON line per answer on
 //!   stdout, non-zero exit on the first failure.
+//! * `load`: an open-loop fixed-rate HTTP load generator (wrk2-style,
+//!   latency from each request's due time), for `make bench-proxy`.
 //! * `webhook`: an HTTPS validating admission webhook denying objects that
 //!   carry a label.
 //!
@@ -13,6 +15,7 @@ pub mod cli;
 pub mod client;
 pub mod grpc;
 pub mod http;
+pub mod load;
 pub mod report;
 pub mod server;
 pub mod tcp;

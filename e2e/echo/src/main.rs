@@ -3,8 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use weft_echo::cli::{Cli, Command};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     // Clients keep stdout for their JSON lines and log only warnings.
     let default_filter = match cli.command {
@@ -12,5 +11,21 @@ async fn main() -> ExitCode {
         Some(_) => "warn",
     };
     weft_echo::init_logging(default_filter);
-    weft_echo::cli::run(cli).await
+    // The load generator drives every connection from one thread (its
+    // pacing must not wait for another thread); the rest use all cores.
+    let runtime = match cli.command {
+        Some(Command::Load(_)) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        _ => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    };
+    match runtime {
+        Ok(runtime) => runtime.block_on(weft_echo::cli::run(cli)),
+        Err(e) => {
+            eprintln!("weft-echo: cannot start the Tokio runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

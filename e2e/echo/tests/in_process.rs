@@ -234,3 +234,68 @@ async fn webhook_allows_and_denies_over_tls() {
     handle.abort();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn load_sends_every_due_request_at_its_rate_over_both_protocols() {
+    let (server, handle) = start().await;
+    for http2 in [false, true] {
+        let opts = weft_echo::load::LoadOptions {
+            url: format!("http://{}/bench", server.http_addr),
+            http2,
+            rate: 400,
+            connections: 4,
+            streams: 2,
+            duration: Duration::from_millis(500),
+            warmup: Duration::from_millis(250),
+            timeout: Duration::from_secs(5),
+        };
+        let mut out = Vec::new();
+        let summary = weft_echo::load::load(&opts, &mut out)
+            .await
+            .expect("load runs");
+        // 400 req/s for 0.5 s: 200 requests due in the measured window,
+        // every one answered 200.
+        assert_eq!(
+            (summary.requests, summary.errors),
+            (200, 0),
+            "http2={http2}"
+        );
+        assert!(summary.latency_ms.p50 > 0.0);
+        assert!(summary.latency_ms.max >= summary.latency_from_send_ms.max);
+        let printed: serde_json::Value =
+            serde_json::from_slice(&out).expect("one JSON line on stdout");
+        assert_eq!(printed["requests"], 200);
+        assert_eq!(printed["target_rps"], 400);
+    }
+    handle.abort();
+}
+
+#[tokio::test]
+async fn load_names_a_target_that_does_not_answer() {
+    // A port nothing listens on: bound, then released.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    let addr = free.local_addr().expect("has an address");
+    drop(free);
+    let opts = weft_echo::load::LoadOptions {
+        url: format!("http://{addr}/"),
+        http2: false,
+        rate: 10,
+        connections: 1,
+        streams: 1,
+        duration: Duration::from_secs(1),
+        warmup: Duration::ZERO,
+        timeout: Duration::from_secs(1),
+    };
+    let error = weft_echo::load::load(&opts, &mut Vec::new())
+        .await
+        .expect_err("nothing answers");
+    assert!(
+        error.to_string().contains(&addr.to_string()),
+        "error names the address: {error}"
+    );
+    let zero_rate = weft_echo::load::LoadOptions { rate: 0, ..opts };
+    assert!(matches!(
+        weft_echo::load::load(&zero_rate, &mut Vec::new()).await,
+        Err(weft_echo::load::LoadError::InvalidLoad(_))
+    ));
+}
