@@ -1,9 +1,11 @@
 //! Weft's API: the `weft.dev` lifecycle resources, the Istio-compatible
 //! policy resources and the Gateway API resources Weft reads.
 //!
-//! This crate holds types, schemas, defaults and validation helpers only; it
-//! has no client logic.
+//! This crate holds types, schemas, defaults and validation helpers, and
+//! behind features the pieces the operator and weftd both run: the
+//! Kubernetes client (`client`) and CA generation (`cacerts`).
 
+pub mod cacerts;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod crd;

@@ -14,17 +14,10 @@ use std::time::{Duration, SystemTime};
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, PublicKeyData,
-};
-use time::OffsetDateTime;
+use rcgen::{KeyPair, PublicKeyData};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::contract::{CA_CERT, CA_KEY, CERT_CHAIN, ROOT_CERT};
-
-/// Generated certificates start this much before "now" (clock skew).
-const BACKDATE: Duration = Duration::from_secs(60);
 
 /// Why CA material cannot be used. The `Display` is the condition message:
 /// `<secret>/<file> …`, saying what to fix.
@@ -175,34 +168,13 @@ impl CaFiles {
         intermediate_ttl: Duration,
         now: SystemTime,
     ) -> Result<Self, CaError> {
-        let err = |e: rcgen::Error| CaError::Generate(e.to_string());
-        let now = OffsetDateTime::from(now);
-        let root_key = KeyPair::generate().map_err(err)?;
-        let mut root = ca_params(
-            format!("Weft root CA ({trust_domain})"),
-            trust_domain,
-            BasicConstraints::Unconstrained,
-        );
-        root.not_before = now - BACKDATE;
-        root.not_after = now + root_ttl;
-        let root_cert = root.self_signed(&root_key).map_err(err)?;
-        let root_issuer = Issuer::new(root, root_key);
-
-        let key = KeyPair::generate().map_err(err)?;
-        let mut inter = ca_params(
-            format!("Weft intermediate CA ({trust_domain})"),
-            trust_domain,
-            BasicConstraints::Constrained(0),
-        );
-        inter.not_before = now - BACKDATE;
-        // An intermediate never outlives its root.
-        inter.not_after = now + intermediate_ttl.min(root_ttl);
-        let inter_cert = inter.signed_by(&key, &root_issuer).map_err(err)?;
+        let ca = weft_api::cacerts::generate(trust_domain, root_ttl, intermediate_ttl, now)
+            .map_err(|e| CaError::Generate(e.to_string()))?;
         Ok(Self {
-            ca_cert: inter_cert.pem(),
-            ca_key: key.serialize_pem(),
-            root_cert: root_cert.pem(),
-            cert_chain: format!("{}{}", inter_cert.pem(), root_cert.pem()),
+            ca_cert: ca.ca_cert,
+            ca_key: ca.ca_key,
+            root_cert: ca.root_cert,
+            cert_chain: ca.cert_chain,
         })
     }
 
@@ -291,21 +263,6 @@ impl CaFiles {
                 .unwrap_or_default(),
         })
     }
-}
-
-fn ca_params(common_name: String, trust_domain: &str, bc: BasicConstraints) -> CertificateParams {
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, trust_domain);
-    dn.push(DnType::CommonName, common_name);
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::Ca(bc);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    params
 }
 
 /// The DER of every CERTIFICATE block in `text`.

@@ -27,10 +27,7 @@ pub const VALIDATED_VERSIONS: [&str; 2] = ["v1", "v1beta1"];
 pub const WEFTD_UID: i64 = 65532;
 
 /// CA Secret keys (Istio's `cacerts` layout), as weftd's `--ca-source secret` reads them.
-pub const CA_CERT: &str = "ca-cert.pem";
-pub const CA_KEY: &str = "ca-key.pem";
-pub const ROOT_CERT: &str = "root-cert.pem";
-pub const CERT_CHAIN: &str = "cert-chain.pem";
+pub use weft_api::cacerts::{CA_CERT, CA_KEY, CERT_CHAIN, ROOT_CERT};
 /// Name of the CA Secret in the mesh namespace.
 pub const CA_SECRET: &str = "cacerts";
 /// The trust-bundle ConfigMap in every namespace (key [`ROOT_CERT`]).

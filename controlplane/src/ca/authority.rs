@@ -15,8 +15,8 @@ use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::Secret;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber,
+    CertificateParams, DistinguishedName, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, PublicKeyData, SanType, SerialNumber,
 };
 use ring::rand::{SecureRandom, SystemRandom};
 use rustls::pki_types::CertificateDer;
@@ -24,14 +24,7 @@ use time::OffsetDateTime;
 use x509_parser::pem::Pem;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-/// Signing certificate (the intermediate, or the root itself).
-pub const CA_CERT: &str = "ca-cert.pem";
-/// Private key of [`CA_CERT`] (PKCS#8 or PKCS#1 RSA, unencrypted).
-pub const CA_KEY: &str = "ca-key.pem";
-/// Root certificate(s) workloads trust.
-pub const ROOT_CERT: &str = "root-cert.pem";
-/// Chain from [`CA_CERT`] up to the root (optional; defaults to `ca-cert.pem`).
-pub const CERT_CHAIN: &str = "cert-chain.pem";
+pub use weft_api::cacerts::{CA_CERT, CA_KEY, CERT_CHAIN, ROOT_CERT};
 
 /// Lifetime of a generated (dev) root.
 const GENERATED_ROOT_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
@@ -221,53 +214,20 @@ impl CaFiles {
     /// A fresh root and intermediate (ECDSA P-256) for a standalone dev
     /// run. The key only lives in memory; never log or persist it casually.
     pub fn generate(trust_domain: &str, now: SystemTime) -> Result<Self, AuthorityError> {
-        let now = OffsetDateTime::from(now);
-        let root_key = KeyPair::generate().map_err(AuthorityError::Generate)?;
-        let mut root = ca_params(
-            format!("weft dev root ({trust_domain})"),
+        let ca = weft_api::cacerts::generate(
             trust_domain,
-            BasicConstraints::Unconstrained,
-        );
-        root.not_before = now - BACKDATE;
-        root.not_after = now + GENERATED_ROOT_TTL;
-        let root_cert = root
-            .self_signed(&root_key)
-            .map_err(AuthorityError::Generate)?;
-        let root_issuer = Issuer::new(root, root_key);
-
-        let key = KeyPair::generate().map_err(AuthorityError::Generate)?;
-        let mut inter = ca_params(
-            format!("weft dev intermediate ({trust_domain})"),
-            trust_domain,
-            BasicConstraints::Constrained(0),
-        );
-        inter.not_before = now - BACKDATE;
-        inter.not_after = now + GENERATED_INTERMEDIATE_TTL;
-        let inter_cert = inter
-            .signed_by(&key, &root_issuer)
-            .map_err(AuthorityError::Generate)?;
+            GENERATED_ROOT_TTL,
+            GENERATED_INTERMEDIATE_TTL,
+            now,
+        )
+        .map_err(AuthorityError::Generate)?;
         Ok(Self {
-            ca_cert: inter_cert.pem(),
-            ca_key: key.serialize_pem(),
-            root_cert: root_cert.pem(),
-            cert_chain: Some(format!("{}{}", inter_cert.pem(), root_cert.pem())),
+            ca_cert: ca.ca_cert,
+            ca_key: ca.ca_key,
+            root_cert: ca.root_cert,
+            cert_chain: Some(ca.cert_chain),
         })
     }
-}
-
-fn ca_params(common_name: String, trust_domain: &str, bc: BasicConstraints) -> CertificateParams {
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, trust_domain);
-    dn.push(DnType::CommonName, common_name);
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::Ca(bc);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    params
 }
 
 /// A certificate just issued: `chain_pem[0]` is the leaf, followed by the

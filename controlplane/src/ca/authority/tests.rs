@@ -109,19 +109,17 @@ fn serials_differ() {
 fn leaves_never_outlive_the_signing_certificate() {
     // A CA whose intermediate expires in one hour.
     let start = now();
-    let root_key = KeyPair::generate().expect("key");
-    let root = ca_params("root".into(), "td", BasicConstraints::Unconstrained);
-    let root_cert = root.self_signed(&root_key).expect("root");
-    let root_issuer = Issuer::new(root, root_key);
-    let key = KeyPair::generate().expect("key");
-    let mut inter = ca_params("inter".into(), "td", BasicConstraints::Constrained(0));
-    inter.not_before = OffsetDateTime::from(start) - Duration::from_secs(60);
-    inter.not_after = OffsetDateTime::from(start) + Duration::from_secs(3600);
-    let inter_cert = inter.signed_by(&key, &root_issuer).expect("inter");
+    let generated = weft_api::cacerts::generate(
+        "td",
+        Duration::from_secs(24 * 3600),
+        Duration::from_secs(3600),
+        start,
+    )
+    .expect("generates");
     let files = CaFiles {
-        ca_cert: inter_cert.pem(),
-        ca_key: key.serialize_pem(),
-        root_cert: root_cert.pem(),
+        ca_cert: generated.ca_cert,
+        ca_key: generated.ca_key,
+        root_cert: generated.root_cert,
         cert_chain: None,
     };
     let ca = Authority::load("short", &files, start).expect("loads");
