@@ -3,7 +3,8 @@
 //!
 //! This crate holds types, schemas, defaults and validation helpers, and
 //! behind features the pieces the operator and weftd both run: the
-//! Kubernetes client (`client`) and CA generation (`cacerts`).
+//! Kubernetes client (`client`), CA generation (`cacerts`) and log set-up
+//! (`logging`).
 
 pub mod cacerts;
 #[cfg(feature = "client")]
@@ -14,6 +15,8 @@ pub mod gateway;
 pub mod injection;
 pub mod istio;
 pub mod kinds;
+#[cfg(feature = "logging")]
+pub mod logging;
 pub mod proxy_bootstrap;
 pub mod validate;
 pub mod weft;

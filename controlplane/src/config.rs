@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+pub use weft_api::logging::LogFormat;
 
 /// weftd: Weft's per-revision control plane.
 #[derive(Debug, Clone, PartialEq, Eq, Parser)]
@@ -109,26 +110,6 @@ pub enum CaSource {
     Secret,
     Dir,
     Generated,
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// JSON when running in a pod (`KUBERNETES_SERVICE_HOST` set), else text.
-    Auto,
-    Json,
-    Text,
-}
-
-impl LogFormat {
-    /// Whether to log JSON, given whether weftd runs in a pod.
-    pub fn json(self, in_pod: bool) -> bool {
-        match self {
-            Self::Auto => in_pod,
-            Self::Json => true,
-            Self::Text => false,
-        }
-    }
 }
 
 /// Parses `90s`, `30m`, `24h`, `1h30m`, `1d`.

@@ -8,7 +8,7 @@ use weftd::config::Config;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
-    weftd::run::init_logging(config.log_format);
+    weft_api::logging::init_logging(config.log_format);
     match weftd::run::run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -28,7 +28,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::ca::{
     Authority, AuthorityError, CaFiles, CaMetrics, CaPolicy, CertificateServer, KubeTokenReviewer,
 };
-use crate::config::{CaSource, Config, LogFormat};
+use crate::config::{CaSource, Config};
 use crate::debug::{self, DebugError, DebugState, Readiness};
 use crate::gateway::{self, GatewaySettings, ProxyTemplate};
 use crate::index::watch::SharedIndex;
@@ -98,19 +98,6 @@ pub enum RunError {
     Signal(#[source] std::io::Error),
     #[error("a weftd task panicked: {0}")]
     Task(String),
-}
-
-/// Sets up logging (`RUST_LOG` overrides `info`).
-pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,h2=warn"));
-    let in_pod = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let _ = if format.json(in_pod) {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
 }
 
 /// Loads (or generates) the mesh CA as `--ca-source` says.

@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+pub use weft_api::logging::LogFormat;
 
 /// weft-operator: runs Weft meshes from MeshInstallations.
 #[derive(Debug, Clone, PartialEq, Eq, Parser)]
@@ -70,14 +71,6 @@ pub struct Config {
     /// Log format: `json` in a pod, `text` on a terminal (`auto` picks).
     #[arg(long, env = "WEFT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Auto,
-    Json,
-    Text,
 }
 
 /// `10s`, `2m`: whole seconds or minutes.

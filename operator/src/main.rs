@@ -7,7 +7,7 @@ use weft_operator::run;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let config = Config::parse();
-    run::init_logging(config.log_format);
+    weft_api::logging::init_logging(config.log_format);
     match run::run(config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -8,7 +8,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use tokio::sync::watch;
 
 use crate::apply::Applier;
-use crate::config::{Config, LogFormat};
+use crate::config::Config;
 use crate::controller::{self, Context};
 use crate::leader::{Elector, LeaderError, LeaseConfig};
 use crate::metrics::Metrics;
@@ -26,23 +26,6 @@ pub enum RunError {
     Leadership(#[from] LeaderError),
     #[error("waiting for SIGTERM: {0}")]
     Signal(#[source] std::io::Error),
-}
-
-/// Sets up logging (`RUST_LOG` overrides `info`): JSON in a pod.
-pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,h2=warn"));
-    let json = match format {
-        LogFormat::Json => true,
-        LogFormat::Text => false,
-        LogFormat::Auto => std::env::var_os("KUBERNETES_SERVICE_HOST").is_some(),
-    };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
 }
 
 /// This process's identity in the Lease: the pod name plus a random
