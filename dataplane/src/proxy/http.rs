@@ -29,7 +29,7 @@ use crate::config::model::{
     UpstreamTls,
 };
 use crate::config::service_of;
-use crate::metrics::{Peers, SeriesKey};
+use crate::metrics::SeriesKey;
 
 pub type RespBody = UnsyncBoxBody<Bytes, hyper::Error>;
 
@@ -89,7 +89,7 @@ impl Drop for Record {
         self.proxy.metrics.record_request(
             &self.down.series,
             key,
-            || peers(&self.proxy, &self.down, key.service, key.upstream_peer),
+            || self.proxy.peers(&self.down, key.service, key.upstream_peer),
             ms,
         );
     }
@@ -159,58 +159,6 @@ fn host_only(authority: &str) -> &str {
             authority
         }
     })
-}
-
-fn ns_of(principal: &str) -> String {
-    crate::tls::SpiffeId::parse(principal)
-        .and_then(|id| id.namespace_and_account().map(|(ns, _)| ns.to_owned()))
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn peers(proxy: &Proxy, down: &Downstream, service: &str, upstream_peer: Option<&str>) -> Peers {
-    let own = proxy.identity.current().id_text.clone();
-    let me = &proxy.settings.workload;
-    let unknown = || "unknown".to_owned();
-    match down.direction {
-        Direction::Inbound => Peers {
-            reporter: "destination".into(),
-            source_workload: unknown(),
-            source_workload_namespace: down.peer_id.as_deref().map_or_else(unknown, ns_of),
-            source_principal: down.peer_id.clone().unwrap_or_else(unknown),
-            destination_workload: me.name.clone(),
-            destination_workload_namespace: me.namespace.clone(),
-            destination_principal: if down.peer_id.is_some() {
-                own
-            } else {
-                unknown()
-            },
-            destination_service: service.to_owned(),
-            connection_security_policy: if down.peer_id.is_some() {
-                "mutual_tls".into()
-            } else {
-                "none".into()
-            },
-        },
-        Direction::Outbound | Direction::Gateway => Peers {
-            reporter: "source".into(),
-            source_workload: me.name.clone(),
-            source_workload_namespace: me.namespace.clone(),
-            source_principal: if upstream_peer.is_some() {
-                own
-            } else {
-                unknown()
-            },
-            destination_workload: unknown(),
-            destination_workload_namespace: upstream_peer.map_or_else(unknown, ns_of),
-            destination_principal: upstream_peer.map_or_else(unknown, str::to_owned),
-            destination_service: service.to_owned(),
-            connection_security_policy: if upstream_peer.is_some() {
-                "mutual_tls".into()
-            } else {
-                "none".into()
-            },
-        },
-    }
 }
 
 /// Handles one request on a downstream connection.

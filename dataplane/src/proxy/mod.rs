@@ -27,7 +27,7 @@ pub use orig_dst::{OriginalDstMode, canonical, original_dst};
 
 use crate::config::ConfigHandle;
 use crate::drain::Drain;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Peers};
 use crate::tls::IdentityStore;
 use crate::workers::Workers;
 
@@ -114,6 +114,55 @@ impl Proxy {
             settings,
         })
     }
+
+    /// The peer labels of Istio's metrics for traffic on `down` to
+    /// `service`; `upstream_peer` is the SPIFFE ID the upstream presented
+    /// (outbound and gateway traffic over mTLS).
+    fn peers(&self, down: &Downstream, service: &str, upstream_peer: Option<&str>) -> Peers {
+        let own = self.identity.current().id_text.clone();
+        let me = &self.settings.workload;
+        let unknown = || "unknown".to_owned();
+        let policy = |mtls: bool| if mtls { "mutual_tls" } else { "none" }.to_owned();
+        match down.direction {
+            Direction::Inbound => Peers {
+                reporter: "destination".into(),
+                source_workload: unknown(),
+                source_workload_namespace: down.peer_id.as_deref().map_or_else(unknown, ns_of),
+                source_principal: down.peer_id.clone().unwrap_or_else(unknown),
+                destination_workload: me.name.clone(),
+                destination_workload_namespace: me.namespace.clone(),
+                destination_principal: if down.peer_id.is_some() {
+                    own
+                } else {
+                    unknown()
+                },
+                destination_service: service.to_owned(),
+                connection_security_policy: policy(down.peer_id.is_some()),
+            },
+            Direction::Outbound | Direction::Gateway => Peers {
+                reporter: "source".into(),
+                source_workload: me.name.clone(),
+                source_workload_namespace: me.namespace.clone(),
+                source_principal: if upstream_peer.is_some() {
+                    own
+                } else {
+                    unknown()
+                },
+                destination_workload: unknown(),
+                destination_workload_namespace: upstream_peer.map_or_else(unknown, ns_of),
+                destination_principal: upstream_peer.map_or_else(unknown, str::to_owned),
+                destination_service: service.to_owned(),
+                connection_security_policy: policy(upstream_peer.is_some()),
+            },
+        }
+    }
+}
+
+/// The namespace of a SPIFFE ID (`unknown` when it is not one).
+fn ns_of(principal: &str) -> String {
+    crate::tls::SpiffeId::parse(principal)
+        .and_then(|id| id.namespace_and_account().map(|(ns, _)| ns.to_owned()))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// What is known of a downstream connection.

@@ -6,69 +6,10 @@ use std::sync::Arc;
 
 use super::lb::{self, InFlight};
 use super::upstream::{self, Io};
-use super::{Direction, Downstream, Proxy};
+use super::{Downstream, Proxy};
 use crate::config::Snapshot;
 use crate::config::model::{Discovery, UpstreamTls};
-use crate::metrics::Peers;
 use crate::tls::ALPN_TCP;
-
-fn tcp_peers(
-    proxy: &Proxy,
-    down: &Downstream,
-    service: &str,
-    upstream_peer: Option<&str>,
-) -> Peers {
-    let own = proxy.identity.current().id_text.clone();
-    let me = &proxy.settings.workload;
-    let ns = |p: &str| {
-        crate::tls::SpiffeId::parse(p)
-            .and_then(|id| id.namespace_and_account().map(|(n, _)| n.to_owned()))
-            .unwrap_or_else(|| "unknown".into())
-    };
-    let unknown = || "unknown".to_owned();
-    match down.direction {
-        Direction::Inbound => Peers {
-            reporter: "destination".into(),
-            source_workload: unknown(),
-            source_workload_namespace: down.peer_id.as_deref().map_or_else(unknown, ns),
-            source_principal: down.peer_id.clone().unwrap_or_else(unknown),
-            destination_workload: me.name.clone(),
-            destination_workload_namespace: me.namespace.clone(),
-            destination_principal: if down.peer_id.is_some() {
-                own
-            } else {
-                unknown()
-            },
-            destination_service: service.to_owned(),
-            connection_security_policy: if down.peer_id.is_some() {
-                "mutual_tls"
-            } else {
-                "none"
-            }
-            .into(),
-        },
-        _ => Peers {
-            reporter: "source".into(),
-            source_workload: me.name.clone(),
-            source_workload_namespace: me.namespace.clone(),
-            source_principal: if upstream_peer.is_some() {
-                own
-            } else {
-                unknown()
-            },
-            destination_workload: unknown(),
-            destination_workload_namespace: upstream_peer.map_or_else(unknown, ns),
-            destination_principal: upstream_peer.map_or_else(unknown, str::to_owned),
-            destination_service: service.to_owned(),
-            connection_security_policy: if upstream_peer.is_some() {
-                "mutual_tls"
-            } else {
-                "none"
-            }
-            .into(),
-        },
-    }
-}
 
 /// Proxies `io` to `cluster` until either side closes.
 pub async fn proxy(
@@ -128,7 +69,7 @@ pub async fn proxy(
         .filter(|s| !s.is_empty())
         .unwrap_or(cluster_name)
         .to_owned();
-    let labels = tcp_peers(&proxy, &down, &service, connected.peer_id.as_deref());
+    let labels = proxy.peers(&down, &service, connected.peer_id.as_deref());
     proxy.metrics.tcp_opened.get_or_create(&labels).inc();
     let _in_flight = InFlight::start(proxy.outstanding.counter(addr));
     let mut up = connected.io;
