@@ -264,6 +264,9 @@ struct Target {
     uri: Uri,
     addr: String,
     http2: bool,
+    /// The `Host` header of HTTP/1.1 requests (HTTP/2 sends `:authority`
+    /// from the URI), computed once rather than per request.
+    host: Option<http::HeaderValue>,
 }
 
 impl Target {
@@ -279,7 +282,17 @@ impl Target {
             authority.host(),
             authority.port_u16().unwrap_or(80)
         );
-        Ok(Self { uri, addr, http2 })
+        let host = if http2 {
+            None
+        } else {
+            Some(http::HeaderValue::from_str(authority.as_str()).map_err(|_| invalid())?)
+        };
+        Ok(Self {
+            uri,
+            addr,
+            http2,
+            host,
+        })
     }
 
     fn request(&self) -> Request<Empty<Bytes>> {
@@ -291,11 +304,10 @@ impl Target {
         let mut request = Request::new(Empty::new());
         *request.uri_mut() = self.uri.clone();
         *request.version_mut() = version;
-        if !self.http2
-            && let Some(authority) = self.uri.authority()
-            && let Ok(host) = http::HeaderValue::from_str(authority.as_str())
-        {
-            request.headers_mut().insert(http::header::HOST, host);
+        if let Some(host) = &self.host {
+            request
+                .headers_mut()
+                .insert(http::header::HOST, host.clone());
         }
         request
     }
