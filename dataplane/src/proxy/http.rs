@@ -349,11 +349,13 @@ pub async fn handle(
             return Ok(with_record(resp, record(service(), None)));
         }
         let connected = if upgrade {
-            proxy
-                .pools
-                .http1(addr, cluster.bind_source, &tls, cluster.connect_timeout)
-                .await
-                .map(|(s, p)| (Sender::H1(s), p.map(Arc::from), false))
+            Box::pin(
+                proxy
+                    .pools
+                    .http1(addr, cluster.bind_source, &tls, cluster.connect_timeout),
+            )
+            .await
+            .map(|(s, p)| (Sender::H1(s), p.map(Arc::from), false))
         } else {
             proxy
                 .pools
@@ -540,18 +542,17 @@ async fn send(
             parts.version = Version::HTTP_2;
             parts.headers.remove(header::HOST);
             let req = Request::from_parts(parts, body);
-            match with_timeout_try(timeout, s.try_send_request(req)).await {
+            match unsent(within(timeout, s.try_send_request(req)).await) {
                 Ok(resp) => Ok(resp),
                 // The shared connection closed (GOAWAY) before the request
                 // was written: send it on a new one.
                 Err(Unsent::NotSent(req, e)) => {
-                    match proxy
+                    let fresh = proxy
                         .pools
-                        .sender(addr, source, &tls, true, connect_timeout)
-                        .await
-                    {
+                        .sender(addr, source, &tls, true, connect_timeout);
+                    match Box::pin(fresh).await {
                         Ok((Sender::H2(mut fresh), _)) => {
-                            with_timeout(timeout, fresh.send_request(*req)).await
+                            answered(within(timeout, fresh.send_request(*req)).await)
                         }
                         _ => Err(SendError::Hyper(e)),
                     }
@@ -572,14 +573,15 @@ async fn send(
                 parts.headers.insert(header::HOST, v);
             }
             let req = Request::from_parts(parts, body);
-            let result = match with_timeout_try(timeout, s.try_send_request(req)).await {
+            let result = match unsent(within(timeout, s.try_send_request(req)).await) {
                 // A pooled connection the upstream closed while idle: the
                 // request was not sent, so it goes on a fresh connection.
                 Err(Unsent::NotSent(req, e)) if pooled => {
-                    match proxy.pools.http1(addr, source, &tls, connect_timeout).await {
+                    let fresh = proxy.pools.http1(addr, source, &tls, connect_timeout);
+                    match Box::pin(fresh).await {
                         Ok((fresh, _)) => {
                             s = fresh;
-                            with_timeout(timeout, s.send_request(*req)).await
+                            answered(within(timeout, s.send_request(*req)).await)
                         }
                         Err(_) => Err(SendError::Hyper(e)),
                     }
@@ -665,23 +667,14 @@ enum Unsent {
     Failed(hyper::Error),
 }
 
-async fn with_timeout_try<F>(
-    timeout: Option<std::time::Duration>,
-    fut: F,
-) -> Result<Response<Incoming>, Unsent>
-where
-    F: std::future::Future<
-            Output = Result<
-                Response<Incoming>,
-                hyper::client::conn::TrySendError<Request<Incoming>>,
-            >,
-        >,
-{
-    let r = match timeout {
-        Some(t) => tokio::time::timeout(t, fut)
-            .await
-            .map_err(|_| Unsent::Timeout)?,
-        None => fut.await,
+/// The outcome of `try_send_request` within the timeout (`None`: it
+/// elapsed), keeping a request that was not written (safe to send
+/// elsewhere).
+fn unsent(
+    r: Option<Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<Incoming>>>>,
+) -> Result<Response<Incoming>, Unsent> {
+    let Some(r) = r else {
+        return Err(Unsent::Timeout);
     };
     r.map_err(|mut e| match e.take_message() {
         Some(req) => Unsent::NotSent(Box::new(req), e.into_error()),
@@ -694,19 +687,22 @@ enum SendError {
     Hyper(hyper::Error),
 }
 
-async fn with_timeout<F>(
+/// The outcome of `send_request` within the timeout (`None`: it elapsed).
+fn answered(r: Option<hyper::Result<Response<Incoming>>>) -> Result<Response<Incoming>, SendError> {
+    r.map_or(Err(SendError::Timeout), |r| r.map_err(SendError::Hyper))
+}
+
+/// `fut` bounded by the route's timeout when it has one (`None`: it
+/// elapsed). Not an `async fn`, which would hold `fut` twice in every
+/// request's future.
+fn within<F: std::future::Future>(
     timeout: Option<std::time::Duration>,
     fut: F,
-) -> Result<Response<Incoming>, SendError>
-where
-    F: std::future::Future<Output = hyper::Result<Response<Incoming>>>,
-{
+) -> impl std::future::Future<Output = Option<F::Output>> {
+    use futures::FutureExt;
     match timeout {
-        Some(t) => match tokio::time::timeout(t, fut).await {
-            Ok(r) => r.map_err(SendError::Hyper),
-            Err(_) => Err(SendError::Timeout),
-        },
-        None => fut.await.map_err(SendError::Hyper),
+        Some(t) => tokio::time::timeout(t, fut).map(Result::ok).left_future(),
+        None => fut.map(Some).right_future(),
     }
 }
 

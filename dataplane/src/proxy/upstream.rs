@@ -146,11 +146,37 @@ pub async fn connect(
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug)]
 struct H2Key {
     addr: SocketAddr,
     /// Identity generation and expected peer IDs for mesh mTLS.
     mesh: Option<(u64, Arc<[String]>)>,
+}
+
+// Looked up on every request: the expected peer IDs are compared by
+// pointer first (they are the cluster's, shared by its requests) and
+// left out of the hash (one endpoint rarely has two sets of them).
+impl PartialEq for H2Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.addr == other.addr
+            && match (&self.mesh, &other.mesh) {
+                (None, None) => true,
+                (Some((g, a)), Some((h, b))) => g == h && (Arc::ptr_eq(a, b) || a == b),
+                _ => false,
+            }
+    }
+}
+
+impl Eq for H2Key {}
+
+impl std::hash::Hash for H2Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.addr.hash(state);
+        self.mesh
+            .as_ref()
+            .map(|(generation, _)| *generation)
+            .hash(state);
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -231,6 +257,22 @@ impl Pools {
         {
             return Ok((Sender::H2(c.sender.clone()), c.peer_id.clone()));
         }
+        // Boxed: the connect and handshake futures are large and rarely
+        // needed; inline they would grow every request's future (moved
+        // several times per request) by kilobytes.
+        Box::pin(self.open_h2(key, addr, source, tls, timeout)).await
+    }
+
+    /// A new multiplexed HTTP/2 connection, shared from now on by the
+    /// calling worker's requests to `key`.
+    async fn open_h2(
+        &self,
+        key: H2Key,
+        addr: SocketAddr,
+        source: Option<IpAddr>,
+        tls: &UpstreamTls,
+        timeout: Duration,
+    ) -> Result<(Sender, Option<Arc<str>>), UpstreamError> {
         let connected = connect(&self.identity, addr, source, tls, ALPN_H2, timeout).await?;
         let mut builder = http2::Builder::new(TokioExecutor::new());
         builder
@@ -281,7 +323,7 @@ impl Pools {
                 None => break,
             }
         }
-        let (s, _) = self.http1(addr, source, tls, timeout).await?;
+        let (s, _) = Box::pin(self.http1(addr, source, tls, timeout)).await?;
         Ok((Sender::H1(s), None))
     }
 
