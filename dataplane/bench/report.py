@@ -111,9 +111,15 @@ def h2load_case(args):
 def case(args):
     rec = {"kind": "case", "target": args.target, "proto": args.proto, "load": args.load}
     rec.update(load_case(args) if args.load_summary else h2load_case(args))
-    rec.update(cpu_s=args.cpu_ticks / args.clk_tck, rss_kb=args.rss_kb, hwm_kb=args.hwm_kb)
+    rec.update(
+        cpu_s=(args.user_ticks + args.sys_ticks) / args.clk_tck,
+        user_s=args.user_ticks / args.clk_tck,
+        sys_s=args.sys_ticks / args.clk_tck,
+        rss_kb=args.rss_kb,
+        hwm_kb=args.hwm_kb,
+    )
     if args.target == "direct":
-        rec["cpu_s"] = None
+        rec.update(cpu_s=None, user_s=None, sys_s=None)
     print(json.dumps(rec))
 
 
@@ -122,6 +128,12 @@ def fmt(v, spec):
         width = re.match(r"[<>^]?\+?(\d*)", spec).group(1)
         return format("-", ">" + width)
     return format(v, spec)
+
+
+def cpu_split(c):
+    """User and kernel CPU time per request of a case's proxy pair."""
+    per_req = 1e6 / c["requests"]
+    return f"{c['user_s'] * per_req:.1f} us user + {c['sys_s'] * per_req:.1f} us kernel"
 
 
 def verdict(ok):
@@ -197,6 +209,9 @@ def table(args):
                 f"  {proto} @1000 req/s: p50 added {a50:+.3f} ms (goal <= 0.1: {verdict(a50 <= 0.1)}), "
                 f"p99 added {a99:+.3f} ms (goal <= 0.5: {verdict(a99 <= 0.5)})"
             )
+            n = by.get((proto, "1000", "nginx"))
+            if w.get("cpu_s") and n and n.get("cpu_s"):
+                print(f"    CPU per request, both proxies: weft {cpu_split(w)}; nginx {cpu_split(n)}")
     wi = idle.get("weft")
     if wi:
         mb = wi["max_proc_kb"] / 1024
@@ -221,6 +236,9 @@ def table(args):
                 f"  {proto} max: {wp:.0f} req/cpu-s weft (mTLS) vs {np_:.0f} nginx (plaintext): "
                 f"x{wp / np_:.2f} (goal ahead of nginx: {verdict(wp > np_)})"
             )
+            print(
+                f"    CPU per request, both proxies: weft {cpu_split(w)}; nginx {cpu_split(n)}"
+            )
     late = [c for c in cases if c.get("send_lag_p99_ms", 0) > 1.0]
     for c in late:
         print(
@@ -242,7 +260,8 @@ def main():
     c.add_argument("--load-summary", help="weft-echo load's JSON output (fixed-rate cases)")
     c.add_argument("--log", help="h2load --log-file (max cases)")
     c.add_argument("--h2load-out", help="h2load's output (max cases)")
-    c.add_argument("--cpu-ticks", type=int, required=True)
+    c.add_argument("--user-ticks", type=int, required=True, help="utime of the proxies")
+    c.add_argument("--sys-ticks", type=int, required=True, help="stime of the proxies")
     c.add_argument("--clk-tck", type=int, required=True)
     c.add_argument("--duration", type=float, required=True)
     c.add_argument("--rss-kb", type=int, required=True)

@@ -191,14 +191,16 @@ proc_mem() { # pids... -> "rss_kb hwm_kb" summed, and the max rss of one process
     done
     echo "$rss $hwm $max"
 }
-cpu_ticks() { # pids... -> utime+stime summed (clock ticks)
-    local p t=0 s
+cpu_ticks() { # pids... -> "utime stime" summed (clock ticks)
+    local p u=0 k=0 s
     for p in "$@"; do
         # Fields after the command name: state is field 3, utime 14, stime 15.
-        s=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}')
-        t=$((t + ${s:-0}))
+        s=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12, $13}')
+        [[ -n $s ]] || continue
+        u=$((u + ${s% *}))
+        k=$((k + ${s#* }))
     done
-    echo "$t"
+    echo "$u $k"
 }
 
 # Smoke: every path answers 200 before anything is measured.
@@ -291,7 +293,8 @@ run_case() { # target proto load
     mem=$(cat "$mem_f")
     hwm=$([[ -n $ppids ]] && proc_mem $ppids | cut -d' ' -f2 || echo 0)
     python3 "$here/report.py" case --target "$target" --proto "$proto" --load "$load" \
-        "${report_args[@]}" --cpu-ticks $((t1 - t0)) \
+        "${report_args[@]}" --user-ticks $((${t1% *} - ${t0% *})) \
+        --sys-ticks $((${t1#* } - ${t0#* })) \
         --clk-tck "$(getconf CLK_TCK)" --duration "$DURATION" \
         --rss-kb "${mem%% *}" --hwm-kb "$hwm" >>"$results"
     rm -f "$logf" "$out"
