@@ -1,6 +1,13 @@
-//! Istio's `cacerts` layout, shared by the operator (which writes it) and
-//! weftd (which reads it): the four file names, and (feature `cacerts`) a
-//! freshly generated root and intermediate in that layout.
+//! Istio's `cacerts` layout, shared by the operator (which writes and
+//! checks it) and weftd (which loads it): the four file names, the
+//! material as PEM text ([`CaFiles`], read from a Secret or a map of files)
+//! and (feature `cacerts`) a freshly generated root and intermediate.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
 
 /// Signing certificate (the intermediate, or the root itself).
 pub const CA_CERT: &str = "ca-cert.pem";
@@ -11,126 +18,186 @@ pub const ROOT_CERT: &str = "root-cert.pem";
 /// Chain from [`CA_CERT`] up to the root (optional; defaults to `ca-cert.pem`).
 pub const CERT_CHAIN: &str = "cert-chain.pem";
 
-#[cfg(feature = "cacerts")]
-pub use generate::{Generated, generate};
+/// Why files do not form the `cacerts` layout. `origin` names where they
+/// came from (a Secret, a directory).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutError {
+    #[error(
+        "{origin}/{key} is missing: a CA in Istio's cacerts layout holds ca-cert.pem, ca-key.pem, root-cert.pem and optionally cert-chain.pem"
+    )]
+    MissingKey { origin: String, key: &'static str },
+    #[error("{origin}/{key} is not UTF-8 text; it must be PEM")]
+    NotUtf8 { origin: String, key: &'static str },
+}
 
-#[cfg(feature = "cacerts")]
-mod generate {
-    use std::time::{Duration, SystemTime};
+/// CA material in the `cacerts` layout, as PEM text. Its `Debug` leaves
+/// the private key out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CaFiles {
+    pub ca_cert: String,
+    pub ca_key: String,
+    pub root_cert: String,
+    /// `cert-chain.pem` when given (without it, [`CA_CERT`] alone).
+    pub cert_chain: Option<String>,
+}
 
-    use rcgen::{
-        BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
-        KeyUsagePurpose,
-    };
-    use time::OffsetDateTime;
-
-    /// Generated certificates start this much before "now", so that a peer
-    /// whose clock runs slightly behind does not reject them.
-    const BACKDATE: Duration = Duration::from_secs(60);
-
-    /// A generated CA as PEM text, one field per `cacerts` file.
-    #[derive(Clone, PartialEq, Eq)]
-    pub struct Generated {
-        pub ca_cert: String,
-        pub ca_key: String,
-        pub root_cert: String,
-        /// The intermediate, then the root.
-        pub cert_chain: String,
+impl fmt::Debug for CaFiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CaFiles")
+            .field("ca_cert", &self.ca_cert)
+            .field("ca_key", &"<redacted>")
+            .field("root_cert", &self.root_cert)
+            .field("cert_chain", &self.cert_chain)
+            .finish()
     }
+}
 
-    /// Shows everything but the private key.
-    impl std::fmt::Debug for Generated {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("Generated")
-                .field("ca_cert", &self.ca_cert)
-                .field("ca_key", &"<redacted>")
-                .field("root_cert", &self.root_cert)
-                .field("cert_chain", &self.cert_chain)
-                .finish()
-        }
-    }
-
-    /// A fresh self-signed root (valid `root_ttl`) and an intermediate it
-    /// signs (valid `intermediate_ttl`, never past the root), both ECDSA
-    /// P-256 with the trust domain as their organisation. The intermediate
-    /// signs workload certificates (path length 0). Its key only lives in
-    /// the returned value.
-    pub fn generate(
-        trust_domain: &str,
-        root_ttl: Duration,
-        intermediate_ttl: Duration,
-        now: SystemTime,
-    ) -> Result<Generated, rcgen::Error> {
-        let now = OffsetDateTime::from(now);
-        let root_key = KeyPair::generate()?;
-        let mut root = ca_params(
-            format!("Weft root CA ({trust_domain})"),
-            trust_domain,
-            BasicConstraints::Unconstrained,
-        );
-        root.not_before = now - BACKDATE;
-        root.not_after = now + root_ttl;
-        let root_cert = root.self_signed(&root_key)?;
-        let root_issuer = Issuer::new(root, root_key);
-
-        let key = KeyPair::generate()?;
-        let mut inter = ca_params(
-            format!("Weft intermediate CA ({trust_domain})"),
-            trust_domain,
-            BasicConstraints::Constrained(0),
-        );
-        inter.not_before = now - BACKDATE;
-        inter.not_after = now + intermediate_ttl.min(root_ttl);
-        let inter_cert = inter.signed_by(&key, &root_issuer)?;
-        Ok(Generated {
-            ca_cert: inter_cert.pem(),
-            ca_key: key.serialize_pem(),
-            root_cert: root_cert.pem(),
-            cert_chain: format!("{}{}", inter_cert.pem(), root_cert.pem()),
+impl CaFiles {
+    /// From file name → contents (a Secret's data, a directory's files).
+    /// A blank `cert-chain.pem` counts as absent.
+    pub fn from_map(origin: &str, data: &BTreeMap<String, Vec<u8>>) -> Result<Self, LayoutError> {
+        let text = |key: &'static str| -> Result<Option<String>, LayoutError> {
+            data.get(key)
+                .map(|bytes| {
+                    String::from_utf8(bytes.clone()).map_err(|_| LayoutError::NotUtf8 {
+                        origin: origin.to_owned(),
+                        key,
+                    })
+                })
+                .transpose()
+        };
+        let required = |key: &'static str| -> Result<String, LayoutError> {
+            text(key)?.ok_or_else(|| LayoutError::MissingKey {
+                origin: origin.to_owned(),
+                key,
+            })
+        };
+        Ok(Self {
+            ca_cert: required(CA_CERT)?,
+            ca_key: required(CA_KEY)?,
+            root_cert: required(ROOT_CERT)?,
+            cert_chain: text(CERT_CHAIN)?.filter(|c| !c.trim().is_empty()),
         })
     }
 
-    fn ca_params(
-        common_name: String,
-        trust_domain: &str,
-        constraints: BasicConstraints,
-    ) -> CertificateParams {
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::OrganizationName, trust_domain);
-        dn.push(DnType::CommonName, common_name);
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(constraints);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params
+    /// From a Secret: its `data`, and the `stringData` of an object not
+    /// stored yet.
+    pub fn from_secret(origin: &str, secret: &Secret) -> Result<Self, LayoutError> {
+        let mut data: BTreeMap<String, Vec<u8>> = secret
+            .data
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect();
+        for (k, v) in secret.string_data.iter().flatten() {
+            data.insert(k.clone(), v.clone().into_bytes());
+        }
+        Self::from_map(origin, &data)
     }
 
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn the_intermediate_is_signed_by_the_root_and_never_outlives_it() {
-            let day = Duration::from_secs(24 * 3600);
-            let now = SystemTime::now();
-            let ca = generate("cluster.local", day, 10 * day, now).expect("generates");
-            assert!(ca.cert_chain.starts_with(&ca.ca_cert));
-            assert!(ca.cert_chain.ends_with(&ca.root_cert));
-            assert!(ca.ca_key.contains("PRIVATE KEY"));
-            assert!(!format!("{ca:?}").contains("PRIVATE KEY"));
-            let pem = |text: &str| pem::parse(text).expect("PEM").into_contents();
-            let root = pem(&ca.root_cert);
-            let inter = pem(&ca.ca_cert);
-            let (_, root) = x509_parser::parse_x509_certificate(&root).expect("root parses");
-            let (_, inter) = x509_parser::parse_x509_certificate(&inter).expect("parses");
-            assert_eq!(inter.issuer(), root.subject());
-            assert!(inter.verify_signature(Some(root.public_key())).is_ok());
-            assert_eq!(inter.validity().not_after, root.validity().not_after);
-            assert!(inter.is_ca() && root.is_ca());
+    /// File name → contents, the layout [`Self::from_map`] reads.
+    pub fn to_map(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut map = BTreeMap::from([
+            (CA_CERT.to_owned(), self.ca_cert.clone().into_bytes()),
+            (CA_KEY.to_owned(), self.ca_key.clone().into_bytes()),
+            (ROOT_CERT.to_owned(), self.root_cert.clone().into_bytes()),
+        ]);
+        if let Some(chain) = &self.cert_chain {
+            map.insert(CERT_CHAIN.to_owned(), chain.clone().into_bytes());
         }
+        map
+    }
+
+    /// A Secret's `data` holding the material.
+    pub fn to_secret_data(&self) -> BTreeMap<String, ByteString> {
+        self.to_map()
+            .into_iter()
+            .map(|(k, v)| (k, ByteString(v)))
+            .collect()
+    }
+
+    /// The chain from the signing certificate up: `cert-chain.pem`, or
+    /// `ca-cert.pem` alone when there is none (Istio's rule).
+    pub fn chain(&self) -> &str {
+        self.cert_chain.as_deref().unwrap_or(&self.ca_cert)
+    }
+}
+
+#[cfg(feature = "cacerts")]
+mod generate;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files() -> CaFiles {
+        CaFiles {
+            ca_cert: "inter".into(),
+            ca_key: "-----BEGIN PRIVATE KEY-----".into(),
+            root_cert: "root".into(),
+            cert_chain: Some("inter root".into()),
+        }
+    }
+
+    #[test]
+    fn secrets_round_trip_and_the_chain_defaults_to_the_signing_certificate() {
+        let f = files();
+        let secret = Secret {
+            data: Some(f.to_secret_data()),
+            ..Default::default()
+        };
+        assert_eq!(CaFiles::from_secret("cacerts", &secret), Ok(f.clone()));
+        assert_eq!(f.chain(), "inter root");
+        let mut data = f.to_map();
+        data.insert(CERT_CHAIN.to_owned(), b"  \n".to_vec());
+        let read = CaFiles::from_map("cacerts", &data).expect("reads");
+        assert_eq!((read.cert_chain.as_deref(), read.chain()), (None, "inter"));
+        let staged = Secret {
+            string_data: Some(BTreeMap::from([
+                (CA_CERT.to_owned(), "inter".to_owned()),
+                (CA_KEY.to_owned(), "key".to_owned()),
+                (ROOT_CERT.to_owned(), "root".to_owned()),
+            ])),
+            ..Default::default()
+        };
+        assert_eq!(
+            CaFiles::from_secret("s", &staged).expect("reads").ca_key,
+            "key"
+        );
+    }
+
+    #[test]
+    fn missing_and_binary_files_are_named() {
+        for key in [CA_CERT, CA_KEY, ROOT_CERT] {
+            let mut data = files().to_map();
+            data.remove(key);
+            let err = CaFiles::from_map("ns/cacerts", &data).expect_err(key);
+            assert_eq!(
+                err,
+                LayoutError::MissingKey {
+                    origin: "ns/cacerts".into(),
+                    key
+                }
+            );
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("ns/cacerts/{key} is missing"))
+            );
+        }
+        let mut data = files().to_map();
+        data.insert(CA_KEY.to_owned(), vec![0xff, 0xfe]);
+        assert_eq!(
+            CaFiles::from_map("s", &data),
+            Err(LayoutError::NotUtf8 {
+                origin: "s".into(),
+                key: CA_KEY
+            })
+        );
+    }
+
+    #[test]
+    fn debug_leaves_the_key_out() {
+        let shown = format!("{:?}", files());
+        assert!(!shown.contains("PRIVATE KEY") && shown.contains("<redacted>"));
     }
 }

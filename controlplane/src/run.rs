@@ -112,7 +112,7 @@ pub async fn load_authority(config: &Config, client: &Client) -> Result<Authorit
         }
         CaSource::Dir => {
             let dir = config.ca_dir.clone().unwrap_or_default();
-            let files = CaFiles::from_dir(&dir)?;
+            let files = crate::ca::read_dir(&dir)?;
             Ok(Authority::load(&dir.display().to_string(), &files, now)?)
         }
         CaSource::Secret => {
@@ -131,7 +131,7 @@ pub async fn load_authority(config: &Config, client: &Client) -> Result<Authorit
                     name: name.clone(),
                 })?;
             let origin = format!("Secret {namespace}/{name}");
-            let files = CaFiles::from_secret(&origin, &secret)?;
+            let files = CaFiles::from_secret(&origin, &secret).map_err(AuthorityError::from)?;
             Ok(Authority::load(&origin, &files, now)?)
         }
     }

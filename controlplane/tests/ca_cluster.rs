@@ -14,7 +14,6 @@ use clap::Parser;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use k8s_openapi::ByteString;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::{ObjectMeta, PostParams};
@@ -111,19 +110,15 @@ async fn issues_certificates_for_real_service_account_tokens() -> Result<(), wef
     }
 
     // The CA Secret, in Istio's cacerts layout.
-    let files = CaFiles::generate("cluster.local", SystemTime::now()).expect("CA");
+    let day = std::time::Duration::from_secs(24 * 3600);
+    let files =
+        CaFiles::generate("cluster.local", 3650 * day, 365 * day, SystemTime::now()).expect("CA");
     let secret = Secret {
         metadata: ObjectMeta {
             name: Some("cacerts".into()),
             ..Default::default()
         },
-        data: Some(
-            files
-                .to_map()
-                .into_iter()
-                .map(|(k, v)| (k, ByteString(v)))
-                .collect(),
-        ),
+        data: Some(files.to_secret_data()),
         ..Default::default()
     };
     ns.api::<Secret>()

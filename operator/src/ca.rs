@@ -8,16 +8,14 @@
 //! Private keys never reach logs, Events or status: [`CaFiles`]' `Debug`
 //! redacts the key and errors name files, not contents.
 
-use std::collections::BTreeMap;
-use std::fmt;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
 use rcgen::{KeyPair, PublicKeyData};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::contract::{CA_CERT, CA_KEY, CERT_CHAIN, ROOT_CERT};
+pub use weft_api::cacerts::{CaFiles, LayoutError};
+
+use crate::contract::{CA_CERT, CERT_CHAIN, ROOT_CERT};
 
 /// Why CA material cannot be used. The `Display` is the condition message:
 /// `<secret>/<file> …`, saying what to fix.
@@ -27,10 +25,8 @@ pub enum CaError {
         "{secret} not found: create it with ca-cert.pem, ca-key.pem, root-cert.pem and cert-chain.pem"
     )]
     SecretMissing { secret: String },
-    #[error(
-        "{secret}/{key} is missing: a CA Secret holds ca-cert.pem, ca-key.pem, root-cert.pem and cert-chain.pem"
-    )]
-    MissingKey { secret: String, key: &'static str },
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
     #[error("{secret}/{key} is not PEM text: {detail}")]
     Pem {
         secret: String,
@@ -72,28 +68,6 @@ pub enum CaError {
     },
     #[error("{secret}/root-cert.pem does not hold the root that signed {subject}")]
     Untrusted { secret: String, subject: String },
-    #[error("generating the mesh CA failed: {0}")]
-    Generate(String),
-}
-
-/// CA material in Istio's `cacerts` layout, as PEM text.
-#[derive(Clone, PartialEq, Eq)]
-pub struct CaFiles {
-    pub ca_cert: String,
-    pub ca_key: String,
-    pub root_cert: String,
-    pub cert_chain: String,
-}
-
-impl fmt::Debug for CaFiles {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CaFiles")
-            .field("ca_cert", &self.ca_cert)
-            .field("ca_key", &"<redacted>")
-            .field("root_cert", &self.root_cert)
-            .field("cert_chain", &self.cert_chain)
-            .finish()
-    }
 }
 
 /// What status may say about a CA: nothing secret.
@@ -105,164 +79,90 @@ pub struct CaSummary {
     pub root_not_after: String,
 }
 
-impl CaFiles {
-    /// The Secret data (`data`, base64 on the wire).
-    pub fn to_data(&self) -> BTreeMap<String, ByteString> {
-        BTreeMap::from([
-            (
-                CA_CERT.to_owned(),
-                ByteString(self.ca_cert.clone().into_bytes()),
-            ),
-            (
-                CA_KEY.to_owned(),
-                ByteString(self.ca_key.clone().into_bytes()),
-            ),
-            (
-                ROOT_CERT.to_owned(),
-                ByteString(self.root_cert.clone().into_bytes()),
-            ),
-            (
-                CERT_CHAIN.to_owned(),
-                ByteString(self.cert_chain.clone().into_bytes()),
-            ),
-        ])
-    }
-
-    /// Reads a Secret; `secret` names it in errors (e.g. `cacerts`). A
-    /// missing `cert-chain.pem` means `ca-cert.pem` alone (Istio's rule).
-    pub fn from_secret(secret: &str, object: &Secret) -> Result<Self, CaError> {
-        let data = object.data.clone().unwrap_or_default();
-        let text = |key: &'static str| -> Result<Option<String>, CaError> {
-            data.get(key)
-                .map(|b| {
-                    String::from_utf8(b.0.clone()).map_err(|_| CaError::Pem {
-                        secret: secret.to_owned(),
-                        key,
-                        detail: "not UTF-8".to_owned(),
-                    })
-                })
-                .transpose()
-        };
-        let required = |key: &'static str| -> Result<String, CaError> {
-            text(key)?.ok_or_else(|| CaError::MissingKey {
-                secret: secret.to_owned(),
-                key,
-            })
-        };
-        let ca_cert = required(CA_CERT)?;
-        Ok(Self {
-            ca_key: required(CA_KEY)?,
-            root_cert: required(ROOT_CERT)?,
-            cert_chain: text(CERT_CHAIN)?
-                .filter(|c| !c.trim().is_empty())
-                .unwrap_or_else(|| ca_cert.clone()),
-            ca_cert,
-        })
-    }
-
-    /// A fresh root (valid `root_ttl`) and intermediate (`intermediate_ttl`),
-    /// ECDSA P-256, organisation = the trust domain.
-    pub fn generate(
-        trust_domain: &str,
-        root_ttl: Duration,
-        intermediate_ttl: Duration,
-        now: SystemTime,
-    ) -> Result<Self, CaError> {
-        let ca = weft_api::cacerts::generate(trust_domain, root_ttl, intermediate_ttl, now)
-            .map_err(|e| CaError::Generate(e.to_string()))?;
-        Ok(Self {
-            ca_cert: ca.ca_cert,
-            ca_key: ca.ca_key,
-            root_cert: ca.root_cert,
-            cert_chain: ca.cert_chain,
-        })
-    }
-
-    /// Checks the material as weftd will use it; `secret` names it in errors.
-    pub fn check(&self, secret: &str, now: SystemTime) -> Result<CaSummary, CaError> {
-        let ca = certs(secret, CA_CERT, &self.ca_cert)?;
-        if ca.len() != 1 {
-            return Err(CaError::NotOneCertificate {
-                secret: secret.to_owned(),
-                key: CA_CERT,
-                count: ca.len(),
-            });
-        }
-        let roots = certs(secret, ROOT_CERT, &self.root_cert)?;
-        let chain_rest = certs(secret, CERT_CHAIN, &self.cert_chain)?;
-        let key = KeyPair::from_pem(&self.ca_key).map_err(|e| CaError::BadKey {
+/// Checks the material as weftd will use it; `secret` names it in errors.
+pub fn check(files: &CaFiles, secret: &str, now: SystemTime) -> Result<CaSummary, CaError> {
+    let ca = certs(secret, CA_CERT, &files.ca_cert)?;
+    if ca.len() != 1 {
+        return Err(CaError::NotOneCertificate {
             secret: secret.to_owned(),
-            detail: e.to_string(),
-        })?;
-
-        let ca_x509 = parse(secret, CA_CERT, &ca[0])?;
-        if ca_x509.public_key().raw != key.subject_public_key_info().as_slice() {
-            return Err(CaError::KeyMismatch {
-                secret: secret.to_owned(),
-            });
-        }
-        if !ca_x509.is_ca() {
-            return Err(CaError::NotCa {
-                secret: secret.to_owned(),
-            });
-        }
-        let now_unix = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
-        check_validity(secret, CA_CERT, &ca_x509, now_unix)?;
-
-        // The chain from ca-cert up: ca-cert, then cert-chain without its copy of ca-cert.
-        let mut chain: Vec<&Vec<u8>> = vec![&ca[0]];
-        chain.extend(chain_rest.iter().filter(|c| **c != ca[0]));
-        let chain: Vec<X509Certificate<'_>> = chain
-            .into_iter()
-            .map(|der| parse(secret, CERT_CHAIN, der))
-            .collect::<Result<_, _>>()?;
-        for pair in chain.windows(2) {
-            if pair[0]
-                .verify_signature(Some(pair[1].public_key()))
-                .is_err()
-            {
-                return Err(CaError::ChainBroken {
-                    secret: secret.to_owned(),
-                    subject: pair[0].subject().to_string(),
-                    issuer: pair[1].subject().to_string(),
-                });
-            }
-        }
-        let parsed_roots: Vec<X509Certificate<'_>> = roots
-            .iter()
-            .map(|der| parse(secret, ROOT_CERT, der))
-            .collect::<Result<_, _>>()?;
-        let last = chain.last().unwrap_or(&ca_x509);
-        let anchored = parsed_roots.iter().any(|root| {
-            root.public_key().raw == last.public_key().raw
-                || last.verify_signature(Some(root.public_key())).is_ok()
+            key: CA_CERT,
+            count: ca.len(),
         });
-        if !anchored {
-            return Err(CaError::Untrusted {
+    }
+    let roots = certs(secret, ROOT_CERT, &files.root_cert)?;
+    let chain_rest = certs(secret, CERT_CHAIN, files.chain())?;
+    let key = KeyPair::from_pem(&files.ca_key).map_err(|e| CaError::BadKey {
+        secret: secret.to_owned(),
+        detail: e.to_string(),
+    })?;
+
+    let ca_x509 = parse(secret, CA_CERT, &ca[0])?;
+    if ca_x509.public_key().raw != key.subject_public_key_info().as_slice() {
+        return Err(CaError::KeyMismatch {
+            secret: secret.to_owned(),
+        });
+    }
+    if !ca_x509.is_ca() {
+        return Err(CaError::NotCa {
+            secret: secret.to_owned(),
+        });
+    }
+    let now_unix = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    check_validity(secret, CA_CERT, &ca_x509, now_unix)?;
+
+    // The chain from ca-cert up: ca-cert, then cert-chain without its copy of ca-cert.
+    let mut chain: Vec<&Vec<u8>> = vec![&ca[0]];
+    chain.extend(chain_rest.iter().filter(|c| **c != ca[0]));
+    let chain: Vec<X509Certificate<'_>> = chain
+        .into_iter()
+        .map(|der| parse(secret, CERT_CHAIN, der))
+        .collect::<Result<_, _>>()?;
+    for pair in chain.windows(2) {
+        if pair[0]
+            .verify_signature(Some(pair[1].public_key()))
+            .is_err()
+        {
+            return Err(CaError::ChainBroken {
                 secret: secret.to_owned(),
-                subject: last.subject().to_string(),
+                subject: pair[0].subject().to_string(),
+                issuer: pair[1].subject().to_string(),
             });
         }
-        let first_root = parsed_roots.first().ok_or_else(|| CaError::Pem {
-            secret: secret.to_owned(),
-            key: ROOT_CERT,
-            detail: "no CERTIFICATE block".to_owned(),
-        })?;
-        check_validity(secret, ROOT_CERT, first_root, now_unix)?;
-        let digest = ring::digest::digest(&ring::digest::SHA256, &roots[0]);
-        Ok(CaSummary {
-            root_fingerprint: digest.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
-            root_not_after: first_root
-                .validity()
-                .not_after
-                .to_datetime()
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default(),
-        })
     }
+    let parsed_roots: Vec<X509Certificate<'_>> = roots
+        .iter()
+        .map(|der| parse(secret, ROOT_CERT, der))
+        .collect::<Result<_, _>>()?;
+    let last = chain.last().unwrap_or(&ca_x509);
+    let anchored = parsed_roots.iter().any(|root| {
+        root.public_key().raw == last.public_key().raw
+            || last.verify_signature(Some(root.public_key())).is_ok()
+    });
+    if !anchored {
+        return Err(CaError::Untrusted {
+            secret: secret.to_owned(),
+            subject: last.subject().to_string(),
+        });
+    }
+    let first_root = parsed_roots.first().ok_or_else(|| CaError::Pem {
+        secret: secret.to_owned(),
+        key: ROOT_CERT,
+        detail: "no CERTIFICATE block".to_owned(),
+    })?;
+    check_validity(secret, ROOT_CERT, first_root, now_unix)?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, &roots[0]);
+    Ok(CaSummary {
+        root_fingerprint: digest.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
+        root_not_after: first_root
+            .validity()
+            .not_after
+            .to_datetime()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+    })
 }
 
 /// The DER of every CERTIFICATE block in `text`.
@@ -326,7 +226,12 @@ pub fn trust_bundle(files: &CaFiles) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use k8s_openapi::api::core::v1::Secret;
+
     use super::*;
+    use crate::contract::CA_KEY;
 
     const DAY: Duration = Duration::from_secs(86400);
 
@@ -337,7 +242,7 @@ mod tests {
 
     fn secret_of(files: &CaFiles) -> Secret {
         Secret {
-            data: Some(files.to_data()),
+            data: Some(files.to_secret_data()),
             ..Default::default()
         }
     }
@@ -345,7 +250,7 @@ mod tests {
     #[test]
     fn generated_material_checks_and_round_trips_through_a_secret() {
         let files = generated();
-        let summary = files.check("cacerts", SystemTime::now()).expect("valid");
+        let summary = check(&files, "cacerts", SystemTime::now()).expect("valid");
         assert_eq!(summary.root_fingerprint.len(), 64);
         let back = CaFiles::from_secret("cacerts", &secret_of(&files)).expect("reads");
         assert_eq!(back, files);
@@ -359,9 +264,7 @@ mod tests {
     fn a_key_of_another_ca_is_refused_with_the_file_names() {
         let mut files = generated();
         files.ca_key = generated().ca_key;
-        let err = files
-            .check("cacerts", SystemTime::now())
-            .expect_err("mismatch");
+        let err = check(&files, "cacerts", SystemTime::now()).expect_err("mismatch");
         assert_eq!(
             err.to_string(),
             "cacerts/ca-key.pem does not match ca-cert.pem"
@@ -372,16 +275,12 @@ mod tests {
     fn a_chain_to_another_root_is_refused() {
         let mut files = generated();
         files.root_cert = generated().root_cert;
-        let err = files
-            .check("cacerts", SystemTime::now())
-            .expect_err("untrusted");
+        let err = check(&files, "cacerts", SystemTime::now()).expect_err("untrusted");
         assert!(matches!(err, CaError::Untrusted { .. }), "{err}");
         let mut files = generated();
         let other = generated();
-        files.cert_chain = format!("{}{}", files.ca_cert, other.ca_cert);
-        let err = files
-            .check("cacerts", SystemTime::now())
-            .expect_err("broken");
+        files.cert_chain = Some(format!("{}{}", files.ca_cert, other.ca_cert));
+        let err = check(&files, "cacerts", SystemTime::now()).expect_err("broken");
         assert!(matches!(err, CaError::ChainBroken { .. }), "{err}");
     }
 
@@ -393,12 +292,12 @@ mod tests {
         let err = CaFiles::from_secret("cacerts", &secret).expect_err("missing");
         assert_eq!(
             err.to_string(),
-            "cacerts/ca-key.pem is missing: a CA Secret holds ca-cert.pem, ca-key.pem, root-cert.pem and cert-chain.pem"
+            "cacerts/ca-key.pem is missing: a CA in Istio's cacerts layout holds ca-cert.pem, ca-key.pem, root-cert.pem and optionally cert-chain.pem"
         );
         let mut files = generated();
         files.ca_cert = "not pem".into();
         assert!(matches!(
-            files.check("cacerts", SystemTime::now()),
+            check(&files, "cacerts", SystemTime::now()),
             Err(CaError::Pem { key: CA_CERT, .. })
         ));
     }
@@ -408,7 +307,7 @@ mod tests {
         let files = generated();
         let later = SystemTime::now() + 400 * DAY;
         assert!(matches!(
-            files.check("cacerts", later),
+            check(&files, "cacerts", later),
             Err(CaError::OutOfValidity { key: CA_CERT, .. })
         ));
     }
@@ -419,8 +318,10 @@ mod tests {
         let mut secret = secret_of(&files);
         secret.data.as_mut().map(|d| d.remove(CERT_CHAIN));
         let read = CaFiles::from_secret("cacerts", &secret).expect("reads");
-        assert_eq!(read.cert_chain, files.ca_cert);
-        read.check("cacerts", SystemTime::now())
-            .expect("intermediate signed by root");
+        assert_eq!(
+            (read.cert_chain.as_deref(), read.chain()),
+            (None, files.ca_cert.as_str())
+        );
+        check(&read, "cacerts", SystemTime::now()).expect("intermediate signed by root");
     }
 }

@@ -463,7 +463,7 @@ async fn lifecycle(cluster: &Cluster, client: &Client) -> Result<(), Error> {
                     name: Some("e2e-ca".into()),
                     ..Default::default()
                 },
-                data: Some(files.to_data()),
+                data: Some(files.to_secret_data()),
                 ..Default::default()
             },
         )

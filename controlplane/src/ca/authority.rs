@@ -13,7 +13,6 @@ use std::fmt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use k8s_openapi::api::core::v1::Secret;
 use rcgen::{
     CertificateParams, DistinguishedName, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, PublicKeyData, SanType, SerialNumber,
@@ -24,7 +23,7 @@ use time::OffsetDateTime;
 use x509_parser::pem::Pem;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-pub use weft_api::cacerts::{CA_CERT, CA_KEY, CERT_CHAIN, ROOT_CERT};
+pub use weft_api::cacerts::{CA_CERT, CA_KEY, CERT_CHAIN, CaFiles, LayoutError, ROOT_CERT};
 
 /// Lifetime of a generated (dev) root.
 const GENERATED_ROOT_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
@@ -37,12 +36,8 @@ const BACKDATE: Duration = Duration::from_secs(60);
 /// Why CA material could not be loaded, generated or used.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthorityError {
-    #[error(
-        "{origin} has no `{key}`: a CA in Istio's cacerts layout holds ca-cert.pem, ca-key.pem, root-cert.pem and optionally cert-chain.pem"
-    )]
-    MissingKey { origin: String, key: &'static str },
-    #[error("{origin}: `{key}` is not UTF-8 text; it must be PEM")]
-    NotUtf8 { origin: String, key: &'static str },
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
     #[error("reading {path}: {source}")]
     ReadFile {
         path: String,
@@ -112,122 +107,25 @@ pub enum AuthorityError {
     Clock,
 }
 
-/// CA material in Istio's `cacerts` layout, as PEM text.
-#[derive(Clone, PartialEq, Eq)]
-pub struct CaFiles {
-    pub ca_cert: String,
-    pub ca_key: String,
-    pub root_cert: String,
-    pub cert_chain: Option<String>,
-}
-
-impl fmt::Debug for CaFiles {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CaFiles")
-            .field("ca_cert", &self.ca_cert)
-            .field("ca_key", &"<redacted>")
-            .field("root_cert", &self.root_cert)
-            .field("cert_chain", &self.cert_chain)
-            .finish()
-    }
-}
-
-impl CaFiles {
-    /// From file name → contents (a Secret's data or a directory's files).
-    /// `origin` names where they came from in error messages.
-    pub fn from_map(
-        origin: &str,
-        data: &BTreeMap<String, Vec<u8>>,
-    ) -> Result<Self, AuthorityError> {
-        let text = |key: &'static str| -> Result<Option<String>, AuthorityError> {
-            data.get(key)
-                .map(|bytes| {
-                    String::from_utf8(bytes.clone()).map_err(|_| AuthorityError::NotUtf8 {
-                        origin: origin.to_owned(),
-                        key,
-                    })
-                })
-                .transpose()
-        };
-        let required = |key: &'static str| -> Result<String, AuthorityError> {
-            text(key)?.ok_or_else(|| AuthorityError::MissingKey {
-                origin: origin.to_owned(),
-                key,
-            })
-        };
-        Ok(Self {
-            ca_cert: required(CA_CERT)?,
-            ca_key: required(CA_KEY)?,
-            root_cert: required(ROOT_CERT)?,
-            cert_chain: text(CERT_CHAIN)?.filter(|c| !c.trim().is_empty()),
-        })
-    }
-
-    /// From a Secret (`data`, and `stringData` of an object not yet stored).
-    pub fn from_secret(origin: &str, secret: &Secret) -> Result<Self, AuthorityError> {
-        let mut data: BTreeMap<String, Vec<u8>> = secret
-            .data
-            .iter()
-            .flatten()
-            .map(|(k, v)| (k.clone(), v.0.clone()))
-            .collect();
-        for (k, v) in secret.string_data.iter().flatten() {
-            data.insert(k.clone(), v.clone().into_bytes());
-        }
-        Self::from_map(origin, &data)
-    }
-
-    /// From a directory (e.g. a mounted `cacerts` Secret).
-    pub fn from_dir(dir: &Path) -> Result<Self, AuthorityError> {
-        let mut data = BTreeMap::new();
-        for key in [CA_CERT, CA_KEY, ROOT_CERT, CERT_CHAIN] {
-            let path = dir.join(key);
-            match std::fs::read(&path) {
-                Ok(bytes) => {
-                    data.insert(key.to_owned(), bytes);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => {
-                    return Err(AuthorityError::ReadFile {
-                        path: path.display().to_string(),
-                        source,
-                    });
-                }
+/// Reads the `cacerts` files from a directory (e.g. a mounted Secret).
+pub fn read_dir(dir: &Path) -> Result<CaFiles, AuthorityError> {
+    let mut data = BTreeMap::new();
+    for key in [CA_CERT, CA_KEY, ROOT_CERT, CERT_CHAIN] {
+        let path = dir.join(key);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                data.insert(key.to_owned(), bytes);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(AuthorityError::ReadFile {
+                    path: path.display().to_string(),
+                    source,
+                });
             }
         }
-        Self::from_map(&dir.display().to_string(), &data)
     }
-
-    /// The material as Secret data (the layout [`Self::from_map`] reads).
-    pub fn to_map(&self) -> BTreeMap<String, Vec<u8>> {
-        let mut map = BTreeMap::from([
-            (CA_CERT.to_owned(), self.ca_cert.clone().into_bytes()),
-            (CA_KEY.to_owned(), self.ca_key.clone().into_bytes()),
-            (ROOT_CERT.to_owned(), self.root_cert.clone().into_bytes()),
-        ]);
-        if let Some(chain) = &self.cert_chain {
-            map.insert(CERT_CHAIN.to_owned(), chain.clone().into_bytes());
-        }
-        map
-    }
-
-    /// A fresh root and intermediate (ECDSA P-256) for a standalone dev
-    /// run. The key only lives in memory; never log or persist it casually.
-    pub fn generate(trust_domain: &str, now: SystemTime) -> Result<Self, AuthorityError> {
-        let ca = weft_api::cacerts::generate(
-            trust_domain,
-            GENERATED_ROOT_TTL,
-            GENERATED_INTERMEDIATE_TTL,
-            now,
-        )
-        .map_err(AuthorityError::Generate)?;
-        Ok(Self {
-            ca_cert: ca.ca_cert,
-            ca_key: ca.ca_key,
-            root_cert: ca.root_cert,
-            cert_chain: Some(ca.cert_chain),
-        })
-    }
+    Ok(CaFiles::from_map(&dir.display().to_string(), &data)?)
 }
 
 /// A certificate just issued: `chain_pem[0]` is the leaf, followed by the
@@ -538,7 +436,13 @@ impl Authority {
 
     /// A generated in-memory CA for a standalone dev run.
     pub fn generate(trust_domain: &str, now: SystemTime) -> Result<Self, AuthorityError> {
-        let files = CaFiles::generate(trust_domain, now)?;
+        let files = CaFiles::generate(
+            trust_domain,
+            GENERATED_ROOT_TTL,
+            GENERATED_INTERMEDIATE_TTL,
+            now,
+        )
+        .map_err(AuthorityError::Generate)?;
         Self::load("generated dev CA", &files, now)
     }
 

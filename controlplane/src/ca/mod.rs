@@ -10,7 +10,7 @@ pub mod metrics;
 pub mod service;
 pub mod token;
 
-pub use authority::{Authority, AuthorityError, CaFiles};
+pub use authority::{Authority, AuthorityError, CaFiles, LayoutError, read_dir};
 pub use metrics::{CaMetrics, CaMetricsSnapshot};
 pub use service::{CaError, CaPolicy, CertificateServer, pb};
 pub use token::{KubeTokenReviewer, TokenReviewer};

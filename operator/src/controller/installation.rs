@@ -28,7 +28,7 @@ use weft_api::weft::{
 };
 
 use super::context::{Context, ReconcileError, SOON, selector_string};
-use crate::ca::{CaError, CaFiles, CaSummary};
+use crate::ca::{self, CaError, CaFiles, CaSummary};
 use crate::contract::{self, CA_SECRET};
 use crate::labels::{self, FIELD_MANAGER, FINALIZER, INSTALLATION_LABEL, MANAGED_BY_LABEL};
 use crate::render::installation::{self as render_installation, InstallationInput};
@@ -179,10 +179,15 @@ async fn settle_ca(
                     now,
                 ) {
                     Ok(files) => files,
-                    Err(e) => return Ok(Err(("CAGenerationFailed".to_owned(), e.to_string()))),
+                    Err(e) => {
+                        return Ok(Err((
+                            "CAGenerationFailed".to_owned(),
+                            format!("generating the mesh CA failed: {e}"),
+                        )));
+                    }
                 },
             };
-            Ok(match files.check(CA_SECRET, now) {
+            Ok(match ca::check(&files, CA_SECRET, now) {
                 Ok(summary) => Ok(SettledCa {
                     bundle: files.root_cert.clone(),
                     write: Some(files),
@@ -209,10 +214,12 @@ async fn settle_ca(
                     .to_string(),
                 )));
             };
-            let checked = CaFiles::from_secret(name, &secret).and_then(|files| {
-                let summary = files.check(name, now)?;
-                Ok((files, summary))
-            });
+            let checked = CaFiles::from_secret(name, &secret)
+                .map_err(CaError::from)
+                .and_then(|files| {
+                    let summary = ca::check(&files, name, now)?;
+                    Ok((files, summary))
+                });
             Ok(match checked {
                 Ok((files, summary)) => Ok(SettledCa {
                     bundle: files.root_cert.clone(),

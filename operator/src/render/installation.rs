@@ -79,7 +79,7 @@ pub fn render(input: &InstallationInput<'_>) -> Result<Vec<Manifest>, RenderErro
         out.push(Manifest::new(&Secret {
             metadata: meta(mesh, owner, CA_SECRET, Some(&mesh.namespace), "ca"),
             type_: Some("Opaque".to_owned()),
-            data: Some(files.to_data()),
+            data: Some(files.to_secret_data()),
             ..Default::default()
         })?);
     }

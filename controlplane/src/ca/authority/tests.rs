@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
 use rustls::pki_types::UnixTime;
 use x509_parser::extensions::GeneralName;
 
@@ -11,7 +11,13 @@ fn now() -> SystemTime {
 }
 
 fn generated() -> CaFiles {
-    CaFiles::generate("cluster.local", now()).expect("generates")
+    CaFiles::generate(
+        "cluster.local",
+        GENERATED_ROOT_TTL,
+        GENERATED_INTERMEDIATE_TTL,
+        now(),
+    )
+    .expect("generates")
 }
 
 fn uri(s: &str) -> SanType {
@@ -109,18 +115,15 @@ fn serials_differ() {
 fn leaves_never_outlive_the_signing_certificate() {
     // A CA whose intermediate expires in one hour.
     let start = now();
-    let generated = weft_api::cacerts::generate(
-        "td",
-        Duration::from_secs(24 * 3600),
-        Duration::from_secs(3600),
-        start,
-    )
-    .expect("generates");
     let files = CaFiles {
-        ca_cert: generated.ca_cert,
-        ca_key: generated.ca_key,
-        root_cert: generated.root_cert,
         cert_chain: None,
+        ..CaFiles::generate(
+            "td",
+            Duration::from_secs(24 * 3600),
+            Duration::from_secs(3600),
+            start,
+        )
+        .expect("generates")
     };
     let ca = Authority::load("short", &files, start).expect("loads");
     let issued = ca
@@ -155,13 +158,7 @@ fn leaves_never_outlive_the_signing_certificate() {
 fn loads_from_secret_data() {
     let files = generated();
     let secret = Secret {
-        data: Some(
-            files
-                .to_map()
-                .into_iter()
-                .map(|(k, v)| (k, ByteString(v)))
-                .collect(),
-        ),
+        data: Some(files.to_secret_data()),
         ..Default::default()
     };
     let read = CaFiles::from_secret("Secret istio-system/cacerts", &secret).expect("reads");
@@ -174,7 +171,7 @@ fn loads_openssl_made_rsa_cacerts_with_pkcs1_key() {
     // testdata/cacerts-rsa: made with `openssl genrsa -traditional` and
     // `openssl x509 -req` (root → intermediate), the way Istio's docs do.
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/cacerts-rsa");
-    let files = CaFiles::from_dir(&dir).expect("reads");
+    let files = read_dir(&dir).expect("reads");
     assert!(files.ca_key.contains("BEGIN RSA PRIVATE KEY"));
     let ca = Authority::load("testdata", &files, now()).expect("loads");
     let issued = ca
@@ -302,7 +299,7 @@ fn refuses_incomplete_secrets() {
         data.remove(missing);
         let err = CaFiles::from_map("Secret ns/cacerts", &data).expect_err(missing);
         assert!(
-            matches!(err, AuthorityError::MissingKey { key, .. } if key == missing),
+            matches!(err, LayoutError::MissingKey { key, .. } if key == missing),
             "{err}"
         );
         assert!(err.to_string().contains("cacerts layout"), "{err}");
@@ -319,7 +316,7 @@ fn refuses_incomplete_secrets() {
     data.insert(CA_CERT.to_owned(), vec![0xff, 0xfe]);
     assert!(matches!(
         CaFiles::from_map("s", &data),
-        Err(AuthorityError::NotUtf8 { .. })
+        Err(LayoutError::NotUtf8 { .. })
     ));
 }
 
