@@ -1,7 +1,8 @@
 //! Istio's `cacerts` layout, shared by the operator (which writes and
 //! checks it) and weftd (which loads it): the four file names, the
 //! material as PEM text ([`CaFiles`], read from a Secret or a map of files)
-//! and (feature `cacerts`) a freshly generated root and intermediate.
+//! and (feature `cacerts`) its checks as a CA and a freshly generated root
+//! and intermediate.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -124,7 +125,12 @@ impl CaFiles {
 }
 
 #[cfg(feature = "cacerts")]
+mod check;
+#[cfg(feature = "cacerts")]
 mod generate;
+
+#[cfg(feature = "cacerts")]
+pub use check::{Cert, CheckError, CheckedCa};
 
 #[cfg(test)]
 mod tests {

@@ -550,7 +550,7 @@ async fn lifecycle(cluster: &Cluster, client: &Client) -> Result<(), Error> {
     let (_, _, message) = condition(&broken, "Degraded").unwrap_or_default();
     eprintln!("broken CA status: {}", describe(&broken));
     ensure(
-        message.starts_with("e2e-ca/ca-key.pem does not match ca-cert.pem"),
+        message.starts_with("e2e-ca/ca-key.pem is not the key of ca-cert.pem"),
         || message.clone(),
     )?;
     ensure(
