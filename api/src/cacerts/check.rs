@@ -544,6 +544,25 @@ mod tests {
     }
 
     #[test]
+    fn openssl_made_rsa_material_with_a_pkcs1_key_checks() {
+        // testdata/cacerts-rsa: `openssl genrsa -traditional` keys and
+        // `openssl x509 -req` certificates (root → intermediate), the way
+        // Istio's docs make plugged-in CAs.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/cacerts-rsa");
+        let mut data = std::collections::BTreeMap::new();
+        for key in [CA_CERT, CA_KEY, ROOT_CERT, CERT_CHAIN] {
+            data.insert(
+                key.to_owned(),
+                std::fs::read(dir.join(key)).expect("testdata"),
+            );
+        }
+        let files = CaFiles::from_map("testdata", &data).expect("layout");
+        assert!(files.ca_key.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+        let checked = files.check("testdata", now()).expect("PKCS#1 RSA accepted");
+        assert_eq!((checked.chain.len(), checked.roots.len()), (1, 1));
+    }
+
+    #[test]
     fn der_lengths() {
         assert_eq!(der_tlv(0x04, &[1, 2]), vec![0x04, 2, 1, 2]);
         let long = der_tlv(0x04, &[0; 200]);

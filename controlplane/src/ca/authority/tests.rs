@@ -169,9 +169,10 @@ fn loads_from_secret_data() {
 
 #[test]
 fn loads_openssl_made_rsa_cacerts_with_pkcs1_key() {
-    // testdata/cacerts-rsa: made with `openssl genrsa -traditional` and
-    // `openssl x509 -req` (root → intermediate), the way Istio's docs do.
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/cacerts-rsa");
+    // api/testdata/cacerts-rsa: made with `openssl genrsa -traditional`
+    // and `openssl x509 -req` (root → intermediate), the way Istio's docs
+    // do; weft-api's checks read it too.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../api/testdata/cacerts-rsa");
     let files = read_dir(&dir).expect("reads");
     assert!(files.ca_key.contains("BEGIN RSA PRIVATE KEY"));
     let ca = Authority::load("testdata", &files, now()).expect("loads");
