@@ -9,6 +9,7 @@
 //! - [`node`], [`peer`]: who the proxy is (certificate on 15012, node
 //!   metadata on the plaintext dev port 15010).
 //! - [`status`]: per-proxy status for the debug endpoint.
+//! - [`protocol`]: the two protocols as the one stream loop drives them.
 //! - [`server`]: the tonic service tying them together.
 
 pub mod debounce;
@@ -16,6 +17,7 @@ pub mod delta;
 pub mod index_source;
 pub mod node;
 pub mod peer;
+pub mod protocol;
 pub mod server;
 pub mod sotw;
 pub mod source;

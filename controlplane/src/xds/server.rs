@@ -28,6 +28,7 @@ use super::debounce::{self, DebounceConfig, Trigger};
 use super::delta::DeltaType;
 use super::node::{NodeClaims, NodeError};
 use super::peer::{PeerError, peer_identity};
+use super::protocol::Protocol;
 use super::sotw::{Outcome, SotwType, Verdict};
 use super::source::ConfigSource;
 use super::status::{ProxyRegistry, Registration};
@@ -360,18 +361,21 @@ async fn next_event<R>(
     }
 }
 
-async fn run_sotw(
+/// One ADS stream, either protocol: identify the proxy from its first
+/// request, then answer requests and push new snapshots until either side
+/// ends it.
+async fn run<P: Protocol>(
     inner: Arc<Inner>,
     auth: Authentication,
     ext: http::Extensions,
-    mut requests: Streaming<DiscoveryRequest>,
-    tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+    mut requests: Streaming<P::Request>,
+    tx: mpsc::Sender<Result<P::Response, Status>>,
 ) {
     let first = match requests.message().await {
         Ok(Some(r)) => r,
         _ => return,
     };
-    let proxy = match identify(auth, &inner.config, &ext, first.node.as_ref()) {
+    let proxy = match identify(auth, &inner.config, &ext, P::node(&first)) {
         Ok(p) => p,
         Err(e) => {
             warn!(error = %e, reason = e.label(), "xDS stream refused");
@@ -380,26 +384,26 @@ async fn run_sotw(
         }
     };
     let mut closing = inner.closing.subscribe();
-    let mut s = Stream::open(inner, proxy, "sotw");
-    let span = info_span!("xds", node = %s.proxy.node_id, protocol = "sotw");
+    let mut s = Stream::open(inner, proxy, P::NAME);
+    let span = info_span!("xds", node = %s.proxy.node_id, protocol = P::NAME);
     async move {
-        let mut types: BTreeMap<String, SotwType> = BTreeMap::new();
+        let mut types: BTreeMap<String, P> = BTreeMap::new();
         let mut next = Some(first);
         loop {
             if let Some(req) = next.take() {
-                let type_url = req.type_url.clone();
+                let type_url = P::type_url(&req).to_owned();
                 if type_url.is_empty() {
-                    let _ = tx
-                        .send(Err(Status::invalid_argument(
-                            "DiscoveryRequest without type_url: ADS requests must name their type",
-                        )))
-                        .await;
+                    let message = format!(
+                        "{} without type_url: ADS requests must name their type",
+                        P::REQUEST
+                    );
+                    let _ = tx.send(Err(Status::invalid_argument(message))).await;
                     return;
                 }
                 let outcome = match types.get_mut(&type_url) {
                     Some(st) => st.on_request(&req),
                     None => {
-                        let (st, o) = SotwType::new(&type_url, &req);
+                        let (st, o) = P::subscribe(&type_url, &req);
                         types.insert(type_url.clone(), st);
                         o
                     }
@@ -407,12 +411,18 @@ async fn run_sotw(
                 let Some(st) = types.get_mut(&type_url) else {
                     return;
                 };
-                s.record(&type_url, &req.response_nonce, &outcome, &st.subscription);
+                s.record(
+                    &type_url,
+                    P::response_nonce(&req),
+                    &outcome,
+                    st.subscription(),
+                );
                 if outcome.respond {
                     s.refresh(false);
                     let nonce = s.nonce();
-                    if let Some(resp) = st.response(&s.snapshot, || nonce, true) {
-                        s.sent(&type_url, &resp.version_info, &resp.nonce, None);
+                    if let Some(resp) = st.response(&s.snapshot, s.generation, nonce, true) {
+                        let (version, nonce) = P::sent(&resp);
+                        s.sent(&type_url, version, nonce, None);
                         if tx.send(Ok(resp)).await.is_err() {
                             return;
                         }
@@ -429,91 +439,9 @@ async fn run_sotw(
                             continue;
                         };
                         let nonce = s.nonce();
-                        if let Some(resp) = st.response(&s.snapshot, || nonce, false) {
-                            s.sent(
-                                &t,
-                                &resp.version_info,
-                                &resp.nonce,
-                                Some(trigger.first_change.elapsed()),
-                            );
-                            if tx.send(Ok(resp)).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-    .instrument(span)
-    .await;
-}
-
-async fn run_delta(
-    inner: Arc<Inner>,
-    auth: Authentication,
-    ext: http::Extensions,
-    mut requests: Streaming<DeltaDiscoveryRequest>,
-    tx: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
-) {
-    let first = match requests.message().await {
-        Ok(Some(r)) => r,
-        _ => return,
-    };
-    let proxy = match identify(auth, &inner.config, &ext, first.node.as_ref()) {
-        Ok(p) => p,
-        Err(e) => {
-            warn!(error = %e, reason = e.label(), "xDS stream refused");
-            let _ = tx.send(Err(refused(&e))).await;
-            return;
-        }
-    };
-    let mut closing = inner.closing.subscribe();
-    let mut s = Stream::open(inner, proxy, "delta");
-    let span = info_span!("xds", node = %s.proxy.node_id, protocol = "delta");
-    async move {
-        let mut types: BTreeMap<String, DeltaType> = BTreeMap::new();
-        let mut next = Some(first);
-        loop {
-            if let Some(req) = next.take() {
-                let type_url = req.type_url.clone();
-                if type_url.is_empty() {
-                    let _ = tx.send(Err(Status::invalid_argument("DeltaDiscoveryRequest without type_url: ADS requests must name their type"))).await;
-                    return;
-                }
-                let outcome = match types.get_mut(&type_url) {
-                    Some(st) => st.on_request(&req),
-                    None => {
-                        let (st, o) = DeltaType::new(&type_url, &req);
-                        types.insert(type_url.clone(), st);
-                        o
-                    }
-                };
-                let Some(st) = types.get_mut(&type_url) else { return };
-                s.record(&type_url, &req.response_nonce, &outcome, &st.subscription);
-                if outcome.respond {
-                    s.refresh(false);
-                    let nonce = s.nonce();
-                    let version = s.generation.to_string();
-                    if let Some(resp) = st.response(&s.snapshot, &version, || nonce) {
-                        s.sent(&type_url, &resp.system_version_info, &resp.nonce, None);
-                        if tx.send(Ok(resp)).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-            match next_event(&mut requests, &mut s.pushes, &mut closing).await {
-                Event::Request(r) => next = Some(r),
-                Event::End => return,
-                Event::Push => {
-                    let trigger = s.refresh(true);
-                    let version = s.generation.to_string();
-                    for t in ordered(&types) {
-                        let Some(st) = types.get_mut(&t) else { continue };
-                        let nonce = s.nonce();
-                        if let Some(resp) = st.response(&s.snapshot, &version, || nonce) {
-                            s.sent(&t, &resp.system_version_info, &resp.nonce, Some(trigger.first_change.elapsed()));
+                        if let Some(resp) = st.response(&s.snapshot, s.generation, nonce, false) {
+                            let (version, nonce) = P::sent(&resp);
+                            s.sent(&t, version, nonce, Some(trigger.first_change.elapsed()));
                             if tx.send(Ok(resp)).await.is_err() {
                                 return;
                             }
@@ -554,7 +482,7 @@ impl AggregatedDiscoveryService for AdsService {
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
         let (_, ext, requests) = request.into_parts();
         let (tx, rx) = mpsc::channel(self.server.inner.config.stream_buffer);
-        tokio::spawn(run_sotw(
+        tokio::spawn(run::<SotwType>(
             self.server.inner.clone(),
             self.auth,
             ext,
@@ -570,7 +498,7 @@ impl AggregatedDiscoveryService for AdsService {
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
         let (_, ext, requests) = request.into_parts();
         let (tx, rx) = mpsc::channel(self.server.inner.config.stream_buffer);
-        tokio::spawn(run_delta(
+        tokio::spawn(run::<DeltaType>(
             self.server.inner.clone(),
             self.auth,
             ext,
