@@ -19,4 +19,5 @@ pub mod kinds;
 pub mod logging;
 pub mod proxy_bootstrap;
 pub mod validate;
+pub mod validator;
 pub mod weft;

@@ -231,6 +231,7 @@ if [[ ${BENCH_HOLD:-0} == 1 ]]; then
         "nginx $(url nginx h1) $(url nginx h2); direct $(url direct h1) $(url direct h2); Ctrl-C stops"
     while true; do
         sleep 3600 &
+        pids+=($!) # stopped by cleanup like the rest
         wait $! # (the traps run at once on a signal)
     done
 fi

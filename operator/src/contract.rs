@@ -18,11 +18,7 @@ pub const WEBHOOK_PORT: i32 = 15017;
 pub const READY_PATH: &str = "/ready";
 pub use weft_api::injection::{IGNORED_NAMESPACES, INJECT_PATH};
 /// weftd's validation webhook path.
-pub const VALIDATE_PATH: &str = "/validate";
-/// API groups weftd's validation webhook checks.
-pub const VALIDATED_GROUPS: [&str; 2] = ["networking.istio.io", "security.istio.io"];
-/// Versions Weft serves the Istio groups at.
-pub const VALIDATED_VERSIONS: [&str; 2] = ["v1", "v1beta1"];
+pub use weft_api::validator::VALIDATE_PATH;
 /// The uid weftd's image runs as.
 pub const WEFTD_UID: i64 = 65532;
 

@@ -15,9 +15,6 @@ use weft_api::istio::security::{
 };
 use weft_api::validate::{Schemas, ValidateError, Violation};
 
-/// API groups the validating webhook serves.
-pub const GROUPS: [&str; 2] = ["networking.istio.io", "security.istio.io"];
-
 /// Why an object could not be checked at all.
 #[derive(Debug, thiserror::Error)]
 pub enum ValidationError {

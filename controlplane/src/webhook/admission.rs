@@ -6,6 +6,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use weft_api::validate::Schemas;
+use weft_api::validator::VALIDATED_GROUPS;
 
 use crate::inject::{self, InjectSettings, Outcome};
 use crate::validation;
@@ -98,7 +99,7 @@ pub fn inject(
 pub fn validate(request: &AdmissionRequest<DynamicObject>, schemas: &Schemas) -> AdmissionResponse {
     let response = AdmissionResponse::from(request);
     if !matches!(request.operation, Operation::Create | Operation::Update)
-        || !validation::GROUPS.contains(&request.kind.group.as_str())
+        || !VALIDATED_GROUPS.contains(&request.kind.group.as_str())
     {
         return response;
     }

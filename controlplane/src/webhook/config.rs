@@ -7,14 +7,14 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhookConfiguration, RuleWithOperations, ServiceReference, ValidatingWebhook,
-    ValidatingWebhookConfiguration, WebhookClientConfig,
+    MutatingWebhookConfiguration, ServiceReference, ValidatingWebhookConfiguration,
+    WebhookClientConfig,
 };
 use kube::api::ObjectMeta;
-use weft_api::injection::{INJECT_PATH, REVISION_LABEL, injector_webhooks, requirement, selector};
+use weft_api::injection::{INJECT_PATH, injector_webhooks};
+use weft_api::validator::{VALIDATE_PATH, validator_webhook};
 
 use super::server::WEBHOOK_PORT;
-use crate::validation::GROUPS;
 
 /// Where the API server reaches weftd's webhooks.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,24 +83,6 @@ pub fn mutating_webhook_configuration(
     }
 }
 
-/// Versions at which Weft serves `group`, from its CRDs.
-fn served_versions(group: &str) -> Vec<String> {
-    let mut versions: Vec<String> = weft_api::crd::all()
-        .into_iter()
-        .filter(|crd| crd.spec.group == group)
-        .flat_map(|crd| {
-            crd.spec
-                .versions
-                .into_iter()
-                .filter(|v| v.served)
-                .map(|v| v.name)
-        })
-        .collect();
-    versions.sort();
-    versions.dedup();
-    versions
-}
-
 /// The validator registration of `revision`, named
 /// `weft-validator-<revision>-<control_plane_namespace>`. The default
 /// revision validates every Istio object; another revision only objects
@@ -112,21 +94,6 @@ pub fn validating_webhook_configuration(
     endpoint: &Endpoint,
     ca_bundle: &[u8],
 ) -> ValidatingWebhookConfiguration {
-    let rules = GROUPS
-        .iter()
-        .map(|group| RuleWithOperations {
-            api_groups: Some(vec![(*group).to_owned()]),
-            api_versions: Some(served_versions(group)),
-            operations: Some(vec!["CREATE".to_owned(), "UPDATE".to_owned()]),
-            resources: Some(vec!["*".to_owned()]),
-            scope: None,
-        })
-        .collect();
-    let object_selector = if default {
-        None
-    } else {
-        selector(vec![requirement(REVISION_LABEL, "In", &[revision])])
-    };
     ValidatingWebhookConfiguration {
         metadata: ObjectMeta {
             name: Some(format!(
@@ -135,19 +102,11 @@ pub fn validating_webhook_configuration(
             labels: Some(labels(revision)),
             ..Default::default()
         },
-        webhooks: Some(vec![ValidatingWebhook {
-            name: "rev.validation.weft.dev".to_owned(),
-            admission_review_versions: vec!["v1".to_owned()],
-            client_config: endpoint.client_config("/validate", ca_bundle),
-            failure_policy: Some("Fail".to_owned()),
-            match_policy: Some("Equivalent".to_owned()),
-            namespace_selector: None,
-            object_selector,
-            rules: Some(rules),
-            side_effects: "None".to_owned(),
-            timeout_seconds: Some(10),
-            match_conditions: None,
-        }]),
+        webhooks: Some(vec![validator_webhook(
+            revision,
+            default,
+            endpoint.client_config(VALIDATE_PATH, ca_bundle),
+        )]),
     }
 }
 

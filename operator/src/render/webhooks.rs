@@ -11,11 +11,12 @@
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhookConfiguration, RuleWithOperations, ServiceReference, ValidatingWebhook,
-    ValidatingWebhookConfiguration, WebhookClientConfig,
+    MutatingWebhookConfiguration, ServiceReference, ValidatingWebhookConfiguration,
+    WebhookClientConfig,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use weft_api::injection::{INJECT_PATH, injector_webhooks, requirement, selector};
+use weft_api::injection::{INJECT_PATH, injector_webhooks};
+use weft_api::validator::validator_webhook;
 
 use super::{Manifest, Owner, RenderError};
 use crate::contract::{self, VALIDATE_PATH, WEBHOOK_PORT};
@@ -79,45 +80,14 @@ pub fn validating(
     ca_bundle: &str,
     owner: &Owner,
 ) -> ValidatingWebhookConfiguration {
-    let rules = contract::VALIDATED_GROUPS
-        .iter()
-        .map(|group| RuleWithOperations {
-            api_groups: Some(vec![(*group).to_owned()]),
-            api_versions: Some(
-                contract::VALIDATED_VERSIONS
-                    .iter()
-                    .map(|v| (*v).to_owned())
-                    .collect(),
-            ),
-            operations: Some(vec!["CREATE".to_owned(), "UPDATE".to_owned()]),
-            resources: Some(vec!["*".to_owned()]),
-            scope: Some("*".to_owned()),
-        })
-        .collect();
-    let object_selector = if default {
-        None
-    } else {
-        selector(vec![requirement(ISTIO_REV_LABEL, "In", &[&mesh.revision])])
-    };
+    let cc = client(mesh, VALIDATE_PATH, ca_bundle);
     ValidatingWebhookConfiguration {
         metadata: meta(
             mesh,
             owner,
             validating_name(&mesh.revision, &mesh.namespace),
         ),
-        webhooks: Some(vec![ValidatingWebhook {
-            name: "rev.validation.weft.dev".to_owned(),
-            admission_review_versions: vec!["v1".to_owned()],
-            client_config: client(mesh, VALIDATE_PATH, ca_bundle),
-            failure_policy: Some("Fail".to_owned()),
-            match_policy: Some("Equivalent".to_owned()),
-            namespace_selector: None,
-            object_selector,
-            rules: Some(rules),
-            side_effects: "None".to_owned(),
-            timeout_seconds: Some(10),
-            match_conditions: None,
-        }]),
+        webhooks: Some(vec![validator_webhook(&mesh.revision, default, cc)]),
     }
 }
 
