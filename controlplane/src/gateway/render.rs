@@ -4,24 +4,20 @@
 
 use std::collections::BTreeMap;
 use weft_api::proxy_bootstrap::{
-    bootstrap_volumes, field_env, gateway_security_context, value_env,
+    GatewayBootstrap, gateway_pod_security_context, gateway_security_context,
 };
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, ContainerPort, EnvVar, HTTPGetAction, KeyToPath,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, Service, ServiceAccount, ServicePort,
-    ServiceSpec, Sysctl, Volume, VolumeMount,
+    Container, ContainerPort, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, Service,
+    ServiceAccount, ServicePort, ServiceSpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use weft_api::gateway::gatewayclasses::{GatewayClass, GatewayClassSpec};
 use weft_api::gateway::gateways::Gateway;
 
-use super::settings::{
-    ClassSetting, DATA_MOUNT_PATH, DATA_VOLUME, GatewaySettings, ROOT_CERT_KEY,
-    ROOT_CERT_MOUNT_PATH, ROOT_CERT_VOLUME, TOKEN_FILE, TOKEN_MOUNT_PATH, TOKEN_VOLUME,
-};
+use super::settings::{ClassSetting, GatewaySettings};
 
 pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
 pub const GATEWAY_CLASS_LABEL: &str = "gateway.networking.k8s.io/gateway-class-name";
@@ -229,14 +225,22 @@ pub fn render(
     // The gateway is a proxy itself: never inject a sidecar into it.
     pod_labels.insert("sidecar.istio.io/inject".to_owned(), "false".to_owned());
 
-    let (env, mounts, volumes) = bootstrap(settings, &gw_name, &namespace);
+    let bootstrap = GatewayBootstrap {
+        xds_address: &settings.xds_address,
+        gateway: &gw_name,
+        namespace: &namespace,
+        trust_domain: &settings.trust_domain,
+        revision: &settings.revision,
+        token_audience: &settings.token_audience,
+        root_cert_config_map: settings.root_cert_config_map.as_deref(),
+    };
     let container = Container {
         name: "weft-proxy".to_owned(),
         image: Some(settings.proxy.image.clone()),
         image_pull_policy: Some(settings.proxy.image_pull_policy.clone()),
         args: Some(settings.proxy.args.clone()),
-        env: Some(env),
-        volume_mounts: Some(mounts),
+        env: Some(bootstrap.env()),
+        volume_mounts: Some(bootstrap.mounts()),
         ports: Some(container_ports),
         readiness_probe: Some(Probe {
             http_get: Some(HTTPGetAction {
@@ -269,17 +273,9 @@ pub fn render(
                 }),
                 spec: Some(PodSpec {
                     service_account_name: Some(name),
-                    // Listeners on ports below 1024 (80, 443) without root
-                    // or NET_BIND_SERVICE: a namespaced, safe sysctl.
-                    security_context: Some(PodSecurityContext {
-                        sysctls: Some(vec![Sysctl {
-                            name: "net.ipv4.ip_unprivileged_port_start".to_owned(),
-                            value: "0".to_owned(),
-                        }]),
-                        ..Default::default()
-                    }),
+                    security_context: Some(gateway_pod_security_context()),
                     containers: vec![container],
-                    volumes: Some(volumes),
+                    volumes: Some(bootstrap.volumes()),
                     ..Default::default()
                 }),
             },
@@ -293,65 +289,6 @@ pub fn render(
         deployment,
         service,
     })
-}
-
-/// The proxy's env, mounts and volumes: where weftd is, which gateway this
-/// is, and the bootstrap contract shared with sidecars (token, data
-/// directory, root certificate).
-fn bootstrap(
-    settings: &GatewaySettings,
-    gateway: &str,
-    namespace: &str,
-) -> (Vec<EnvVar>, Vec<VolumeMount>, Vec<Volume>) {
-    let mut env = vec![
-        value_env(ENV_XDS_ADDRESS, &settings.xds_address),
-        value_env(ENV_GATEWAY_NAME, gateway),
-        value_env(ENV_GATEWAY_NAMESPACE, namespace),
-        value_env("WEFT_TRUST_DOMAIN", &settings.trust_domain),
-        value_env("WEFT_REVISION", &settings.revision),
-        value_env(
-            "WEFT_TOKEN_PATH",
-            format!("{TOKEN_MOUNT_PATH}/{TOKEN_FILE}"),
-        ),
-        field_env("POD_NAME", "metadata.name"),
-        field_env("POD_NAMESPACE", "metadata.namespace"),
-        field_env("INSTANCE_IP", "status.podIP"),
-        field_env("SERVICE_ACCOUNT", "spec.serviceAccountName"),
-        field_env("NODE_NAME", "spec.nodeName"),
-    ];
-    let mount = |name: &str, path: &str, read_only: bool| VolumeMount {
-        name: name.to_owned(),
-        mount_path: path.to_owned(),
-        read_only: read_only.then_some(true),
-        ..Default::default()
-    };
-    let mut mounts = vec![
-        mount(TOKEN_VOLUME, TOKEN_MOUNT_PATH, true),
-        mount(DATA_VOLUME, DATA_MOUNT_PATH, false),
-    ];
-    let mut volumes = bootstrap_volumes(&settings.token_audience);
-    if let Some(config_map) = &settings.root_cert_config_map {
-        env.push(value_env(
-            "WEFT_ROOT_CERT_PATH",
-            format!("{ROOT_CERT_MOUNT_PATH}/{ROOT_CERT_KEY}"),
-        ));
-        mounts.push(mount(ROOT_CERT_VOLUME, ROOT_CERT_MOUNT_PATH, true));
-        volumes.push(Volume {
-            name: ROOT_CERT_VOLUME.to_owned(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: config_map.clone(),
-                items: Some(vec![KeyToPath {
-                    key: ROOT_CERT_KEY.to_owned(),
-                    path: ROOT_CERT_KEY.to_owned(),
-                    ..Default::default()
-                }]),
-                optional: Some(true),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
-    }
-    (env, mounts, volumes)
 }
 
 /// A GatewayClass Weft serves, as Weft creates it.

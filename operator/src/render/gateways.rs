@@ -7,14 +7,13 @@
 
 use std::collections::BTreeMap;
 use weft_api::proxy_bootstrap::{
-    bootstrap_volumes, field_env, gateway_security_context, value_env,
+    GatewayBootstrap, gateway_pod_security_context, gateway_security_context,
 };
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, Service, ServiceAccount, ServicePort, ServiceSpec, Sysctl,
-    Volume, VolumeMount,
+    Container, ContainerPort, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, Service,
+    ServiceAccount, ServicePort, ServiceSpec,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -24,9 +23,7 @@ use weft_api::weft::{GatewayKind, ServiceType};
 use super::manifest::merged;
 use super::{Images, Manifest, Owner, RenderError};
 use crate::contract::{
-    self, DATA_MOUNT_PATH, DATA_VOLUME, PROXY_HEALTH_PORT, PROXY_READY_PATH, ROOT_CERT,
-    ROOT_CERT_CONFIG_MAP, ROOT_CERT_MOUNT_PATH, ROOT_CERT_VOLUME, TOKEN_AUDIENCE, TOKEN_FILE,
-    TOKEN_MOUNT_PATH, TOKEN_VOLUME,
+    self, PROXY_HEALTH_PORT, PROXY_READY_PATH, ROOT_CERT_CONFIG_MAP, TOKEN_AUDIENCE,
 };
 use crate::labels::{
     self, COMPONENT_LABEL, GATEWAY_LABEL, INJECT_LABEL, ISTIO_REV_LABEL, NAME_LABEL,
@@ -67,39 +64,6 @@ fn object_labels(mesh: &MeshSettings, gateway: &GatewaySettings) -> BTreeMap<Str
     merged(&gateway.labels, &weft)
 }
 
-fn volumes() -> Vec<Volume> {
-    let mut volumes = bootstrap_volumes(TOKEN_AUDIENCE);
-    volumes.push(Volume {
-        name: ROOT_CERT_VOLUME.to_owned(),
-        config_map: Some(ConfigMapVolumeSource {
-            name: ROOT_CERT_CONFIG_MAP.to_owned(),
-            items: Some(vec![KeyToPath {
-                key: ROOT_CERT.to_owned(),
-                path: ROOT_CERT.to_owned(),
-                ..Default::default()
-            }]),
-            optional: Some(true),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
-    volumes
-}
-
-fn mounts() -> Vec<VolumeMount> {
-    let mount = |name: &str, path: &str, read_only: bool| VolumeMount {
-        name: name.to_owned(),
-        mount_path: path.to_owned(),
-        read_only: read_only.then_some(true),
-        ..Default::default()
-    };
-    vec![
-        mount(TOKEN_VOLUME, TOKEN_MOUNT_PATH, true),
-        mount(DATA_VOLUME, DATA_MOUNT_PATH, false),
-        mount(ROOT_CERT_VOLUME, ROOT_CERT_MOUNT_PATH, true),
-    ]
-}
-
 /// The gateway's objects.
 pub fn render_one(
     mesh: &MeshSettings,
@@ -119,29 +83,16 @@ pub fn render_one(
     // The gateway is a proxy itself: never inject a sidecar into it.
     pod_labels.insert(INJECT_LABEL.to_owned(), "false".to_owned());
 
-    let env = vec![
-        value_env(
-            "WEFT_XDS_ADDRESS",
-            contract::xds_address(&mesh.revision, &mesh.namespace),
-        ),
-        value_env("WEFT_GATEWAY_NAME", &gateway.name),
-        value_env("WEFT_GATEWAY_NAMESPACE", &gateway.namespace),
-        value_env("WEFT_TRUST_DOMAIN", &mesh.trust_domain),
-        value_env("WEFT_REVISION", &mesh.revision),
-        value_env(
-            "WEFT_TOKEN_PATH",
-            format!("{TOKEN_MOUNT_PATH}/{TOKEN_FILE}"),
-        ),
-        value_env(
-            "WEFT_ROOT_CERT_PATH",
-            format!("{ROOT_CERT_MOUNT_PATH}/{ROOT_CERT}"),
-        ),
-        field_env("POD_NAME", "metadata.name"),
-        field_env("POD_NAMESPACE", "metadata.namespace"),
-        field_env("INSTANCE_IP", "status.podIP"),
-        field_env("SERVICE_ACCOUNT", "spec.serviceAccountName"),
-        field_env("NODE_NAME", "spec.nodeName"),
-    ];
+    let xds_address = contract::xds_address(&mesh.revision, &mesh.namespace);
+    let bootstrap = GatewayBootstrap {
+        xds_address: &xds_address,
+        gateway: &gateway.name,
+        namespace: &gateway.namespace,
+        trust_domain: &mesh.trust_domain,
+        revision: &mesh.revision,
+        token_audience: TOKEN_AUDIENCE,
+        root_cert_config_map: Some(ROOT_CERT_CONFIG_MAP),
+    };
     let mut container_ports: Vec<ContainerPort> = Vec::new();
     for (name, _, target, _) in &gateway.ports {
         if !container_ports.iter().any(|p| p.container_port == *target) {
@@ -174,8 +125,8 @@ pub fn render_one(
                 .map(|a| (*a).to_owned())
                 .collect(),
         ),
-        env: Some(env),
-        volume_mounts: Some(mounts()),
+        env: Some(bootstrap.env()),
+        volume_mounts: Some(bootstrap.mounts()),
         ports: Some(container_ports),
         readiness_probe: Some(Probe {
             http_get: Some(HTTPGetAction {
@@ -235,17 +186,9 @@ pub fn render_one(
                     }),
                     spec: Some(PodSpec {
                         service_account_name: Some(gateway.name.clone()),
-                        // Listeners below 1024 (80, 443) without root or
-                        // NET_BIND_SERVICE: a namespaced, safe sysctl.
-                        security_context: Some(PodSecurityContext {
-                            sysctls: Some(vec![Sysctl {
-                                name: "net.ipv4.ip_unprivileged_port_start".to_owned(),
-                                value: "0".to_owned(),
-                            }]),
-                            ..Default::default()
-                        }),
+                        security_context: Some(gateway_pod_security_context()),
                         containers: vec![container],
-                        volumes: Some(volumes()),
+                        volumes: Some(bootstrap.volumes()),
                         ..Default::default()
                     }),
                 },
