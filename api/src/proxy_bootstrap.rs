@@ -149,22 +149,28 @@ impl GatewayBootstrap<'_> {
     pub fn volumes(&self) -> Vec<Volume> {
         let mut volumes = bootstrap_volumes(self.token_audience);
         if let Some(config_map) = self.root_cert_config_map {
-            volumes.push(Volume {
-                name: ROOT_CERT_VOLUME.to_owned(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: config_map.to_owned(),
-                    items: Some(vec![KeyToPath {
-                        key: ROOT_CERT.to_owned(),
-                        path: ROOT_CERT.to_owned(),
-                        ..Default::default()
-                    }]),
-                    optional: Some(true),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            });
+            volumes.push(root_cert_volume(config_map, true));
         }
         volumes
+    }
+}
+
+/// The volume of the mesh root (`root-cert.pem` of the ConfigMap
+/// `config_map`); `optional`: the pod starts without it.
+pub fn root_cert_volume(config_map: &str, optional: bool) -> Volume {
+    Volume {
+        name: ROOT_CERT_VOLUME.to_owned(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: config_map.to_owned(),
+            items: Some(vec![KeyToPath {
+                key: ROOT_CERT.to_owned(),
+                path: ROOT_CERT.to_owned(),
+                ..Default::default()
+            }]),
+            optional: optional.then_some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
     }
 }
 

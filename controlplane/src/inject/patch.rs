@@ -7,15 +7,15 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath, Pod,
-    Probe, ResourceRequirements, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, ContainerPort, HTTPGetAction, Pod, Probe, ResourceRequirements,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use weft_api::proxy_bootstrap::{bootstrap_volumes, field_env, value_env};
+use weft_api::proxy_bootstrap::{bootstrap_volumes, field_env, root_cert_volume, value_env};
 
 use super::InjectError;
 use super::decision::STATUS_ANNOTATION;
@@ -342,19 +342,7 @@ fn proxy_container(settings: &InjectSettings, app_probes: Option<String>) -> Con
 fn volumes(settings: &InjectSettings) -> Vec<Volume> {
     let mut volumes = bootstrap_volumes(&settings.token_audience);
     if let Some(config_map) = &settings.root_cert_config_map {
-        volumes.push(Volume {
-            name: ROOT_CERT_VOLUME.to_owned(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: config_map.clone(),
-                items: Some(vec![KeyToPath {
-                    key: ROOT_CERT_KEY.to_owned(),
-                    path: ROOT_CERT_KEY.to_owned(),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
+        volumes.push(root_cert_volume(config_map, false));
     }
     volumes
 }
