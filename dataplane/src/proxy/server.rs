@@ -203,13 +203,7 @@ async fn serve_connection(proxy: Arc<Proxy>, role: Role, mut stream: TcpStream, 
             }
         };
         down.tls = true;
-        down.peer_id = tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .and_then(spiffe::spiffe_id)
-            .map(|id| id.to_string());
+        down.peer_id = spiffe::peer_id(tls.get_ref().1);
         let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
         let chain = chain.clone();
         dispatch(proxy, down, snapshot, &chain, Box::new(tls), alpn).await;
@@ -238,13 +232,7 @@ async fn serve_connection(proxy: Arc<Proxy>, role: Role, mut stream: TcpStream, 
                 }
             };
             down.tls = true;
-            down.peer_id = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .and_then(spiffe::spiffe_id)
-                .map(|id| id.to_string());
+            down.peer_id = spiffe::peer_id(tls.get_ref().1);
             let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
             dispatch(proxy, down, snapshot, &chain, Box::new(tls), alpn).await;
         }

@@ -131,13 +131,7 @@ pub async fn connect(
             .await
             .map_err(|_| UpstreamError::ConnectTimeout { addr, timeout })?
             .map_err(|source| UpstreamError::Tls { addr, source })?;
-            let peer_id = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .and_then(spiffe::spiffe_id)
-                .map(|id| id.to_string());
+            let peer_id = spiffe::peer_id(stream.get_ref().1);
             Ok(Connected {
                 io: Box::new(stream),
                 peer_id,

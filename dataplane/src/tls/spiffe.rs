@@ -72,6 +72,15 @@ pub fn uri_sans(cert: &CertificateDer<'_>) -> Vec<String> {
         .collect()
 }
 
+/// The SPIFFE ID the peer of a TLS connection presented (its leaf
+/// certificate's), as text.
+pub fn peer_id(tls: &rustls::CommonState) -> Option<String> {
+    tls.peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(spiffe_id)
+        .map(|id| id.to_string())
+}
+
 /// The SPIFFE ID of a certificate: its one `spiffe://` URI SAN.
 pub fn spiffe_id(cert: &CertificateDer<'_>) -> Option<SpiffeId> {
     let ids: Vec<SpiffeId> = uri_sans(cert)
