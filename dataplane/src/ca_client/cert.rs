@@ -7,7 +7,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rcgen::{CertificateParams, KeyPair, SanType};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::CaError;
@@ -120,20 +119,8 @@ impl WorkloadCert {
             .ok_or_else(|| bad("cert_chain_pem is empty".into()))?;
         let (_, x509) = X509Certificate::from_der(leaf.as_ref())
             .map_err(|e| bad(format!("the leaf certificate: {e}")))?;
-        let uris: Vec<String> = x509
-            .subject_alternative_name()
-            .map_err(|e| bad(format!("the leaf's SAN: {e}")))?
-            .map(|san| {
-                san.value
-                    .general_names
-                    .iter()
-                    .filter_map(|n| match n {
-                        GeneralName::URI(u) => Some((*u).to_owned()),
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let uris = crate::tls::spiffe::uri_sans_of(&x509)
+            .map_err(|e| bad(format!("the leaf's SAN: {e}")))?;
         if uris != [id] {
             return Err(bad(format!(
                 "the certificate is for {uris:?}, the CSR asked for {id}"

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use rustls::pki_types::CertificateDer;
+use x509_parser::error::X509Error;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -56,20 +57,28 @@ impl fmt::Display for SpiffeId {
 
 /// The URI SANs of a certificate (empty when it does not parse).
 pub fn uri_sans(cert: &CertificateDer<'_>) -> Vec<String> {
-    let Ok((_, parsed)) = X509Certificate::from_der(cert.as_ref()) else {
-        return Vec::new();
-    };
-    let Ok(Some(san)) = parsed.subject_alternative_name() else {
-        return Vec::new();
-    };
-    san.value
-        .general_names
-        .iter()
-        .filter_map(|n| match n {
-            GeneralName::URI(u) => Some((*u).to_owned()),
-            _ => None,
+    X509Certificate::from_der(cert.as_ref())
+        .ok()
+        .and_then(|(_, parsed)| uri_sans_of(&parsed).ok())
+        .unwrap_or_default()
+}
+
+/// The URI SANs of a parsed certificate; `Err` when its SAN extension is
+/// malformed.
+pub fn uri_sans_of(cert: &X509Certificate<'_>) -> Result<Vec<String>, X509Error> {
+    Ok(cert
+        .subject_alternative_name()?
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::URI(u) => Some((*u).to_owned()),
+                    _ => None,
+                })
+                .collect()
         })
-        .collect()
+        .unwrap_or_default())
 }
 
 /// The SPIFFE ID the peer of a TLS connection presented (its leaf
