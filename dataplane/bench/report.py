@@ -209,9 +209,6 @@ def table(args):
                 f"  {proto} @1000 req/s: p50 added {a50:+.3f} ms (goal <= 0.1: {verdict(a50 <= 0.1)}), "
                 f"p99 added {a99:+.3f} ms (goal <= 0.5: {verdict(a99 <= 0.5)})"
             )
-            n = by.get((proto, "1000", "nginx"))
-            if w.get("cpu_s") and n and n.get("cpu_s"):
-                print(f"    CPU per request, both proxies: weft {cpu_split(w)}; nginx {cpu_split(n)}")
     wi = idle.get("weft")
     if wi:
         mb = wi["max_proc_kb"] / 1024
