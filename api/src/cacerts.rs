@@ -116,12 +116,6 @@ impl CaFiles {
             .map(|(k, v)| (k, ByteString(v)))
             .collect()
     }
-
-    /// The chain from the signing certificate up: `cert-chain.pem`, or
-    /// `ca-cert.pem` alone when there is none (Istio's rule).
-    pub fn chain(&self) -> &str {
-        self.cert_chain.as_deref().unwrap_or(&self.ca_cert)
-    }
 }
 
 #[cfg(feature = "cacerts")]
@@ -146,18 +140,17 @@ mod tests {
     }
 
     #[test]
-    fn secrets_round_trip_and_the_chain_defaults_to_the_signing_certificate() {
+    fn secrets_round_trip_and_a_blank_chain_counts_as_absent() {
         let f = files();
         let secret = Secret {
             data: Some(f.to_secret_data()),
             ..Default::default()
         };
         assert_eq!(CaFiles::from_secret("cacerts", &secret), Ok(f.clone()));
-        assert_eq!(f.chain(), "inter root");
         let mut data = f.to_map();
         data.insert(CERT_CHAIN.to_owned(), b"  \n".to_vec());
         let read = CaFiles::from_map("cacerts", &data).expect("reads");
-        assert_eq!((read.cert_chain.as_deref(), read.chain()), (None, "inter"));
+        assert_eq!(read.cert_chain, None);
         let staged = Secret {
             string_data: Some(BTreeMap::from([
                 (CA_CERT.to_owned(), "inter".to_owned()),

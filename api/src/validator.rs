@@ -17,7 +17,7 @@ pub const VALIDATED_GROUPS: [&str; 2] = ["networking.istio.io", "security.istio.
 pub const VALIDATE_PATH: &str = "/validate";
 
 /// The versions at which Weft's CRDs serve `group`, sorted.
-pub fn served_versions(group: &str) -> Vec<String> {
+fn served_versions(group: &str) -> Vec<String> {
     static SERVED: OnceLock<Vec<(String, String)>> = OnceLock::new();
     let served = SERVED.get_or_init(|| {
         crate::crd::all()
