@@ -2,9 +2,11 @@
 //! policy resources and the Gateway API resources Weft reads.
 //!
 //! This crate holds types, schemas, defaults and validation helpers, and
-//! behind features the pieces the operator and weftd both run: the
-//! Kubernetes client (`client`), CA generation (`cacerts`) and log set-up
-//! (`logging`).
+//! the pieces the operator and weftd both use: the `cacerts` layout (with
+//! feature `cacerts`, its checks and a generated CA), the webhook
+//! registrations (`injection`, `validator`), the proxy's bootstrap
+//! (`proxy_bootstrap`), the Kubernetes client (feature `client`) and log
+//! set-up (feature `logging`).
 
 pub mod cacerts;
 #[cfg(feature = "client")]

@@ -23,7 +23,7 @@ pub use weft_api::validator::VALIDATE_PATH;
 pub const WEFTD_UID: i64 = 65532;
 
 /// CA Secret keys (Istio's `cacerts` layout), as weftd's `--ca-source secret` reads them.
-pub use weft_api::cacerts::{CA_CERT, CA_KEY, CERT_CHAIN, ROOT_CERT};
+pub use weft_api::cacerts::{CA_CERT, CA_KEY, ROOT_CERT};
 /// Name of the CA Secret in the mesh namespace.
 pub const CA_SECRET: &str = "cacerts";
 /// The trust-bundle ConfigMap in every namespace (key [`ROOT_CERT`]).
@@ -37,11 +37,6 @@ pub const PROXY_GATEWAY_ARGS: [&str; 1] = ["gateway"];
 pub const PROXY_HEALTH_PORT: i32 = 15021;
 pub const PROXY_READY_PATH: &str = "/healthz/ready";
 pub use weft_api::proxy_bootstrap::PROXY_UID;
-/// The proxy's bootstrap volumes and where they are mounted.
-pub use weft_api::proxy_bootstrap::{
-    DATA_MOUNT_PATH, DATA_VOLUME, ROOT_CERT_MOUNT_PATH, ROOT_CERT_VOLUME, TOKEN_EXPIRATION_SECONDS,
-    TOKEN_FILE, TOKEN_MOUNT_PATH, TOKEN_VOLUME,
-};
 
 /// `weftd-<revision>`: the Deployment, Service and ServiceAccount of a revision.
 pub fn weftd_name(revision: &str) -> String {

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeSet;
 
+use crate::inject::settings::ROOT_CERT_VOLUME;
+
 /// Controller name of Weft's own class (`gatewayClassName: weft`).
 pub const WEFT_CONTROLLER: &str = "weft.dev/gateway-controller";
 /// Controller name of Istio's class; Weft serves it too so Gateway API YAML
@@ -12,15 +14,6 @@ pub const ISTIO_CONTROLLER: &str = "istio.io/gateway-controller";
 pub const DEFAULT_PROXY_IMAGE: &str = "weft.local/weft-proxy:dev";
 /// The proxy's health port (Istio's convention, see ARCHITECTURE.md).
 pub const HEALTH_PORT: i32 = 15021;
-
-/// The proxy's bootstrap contract, the same for a gateway as for a sidecar
-/// (see the injector): a projected service-account token for the CA, a
-/// writable in-memory data directory (the root filesystem is read-only) and
-/// the mesh root certificate from a ConfigMap.
-pub use crate::inject::settings::{
-    DATA_MOUNT_PATH, DATA_VOLUME, ROOT_CERT_KEY, ROOT_CERT_MOUNT_PATH, ROOT_CERT_VOLUME,
-    TOKEN_EXPIRATION_SECONDS, TOKEN_FILE, TOKEN_MOUNT_PATH, TOKEN_VOLUME,
-};
 
 /// A GatewayClass Weft serves (and, with [`GatewaySettings::manage_classes`],
 /// creates).
