@@ -10,6 +10,7 @@
 //! `http/1.1`). Without iptables (loopback tests) the inbound listener is
 //! bound on the endpoint address itself ([`OriginalDstMode::LocalAddr`]).
 
+mod batched_write;
 mod headers;
 pub mod http;
 pub mod lb;

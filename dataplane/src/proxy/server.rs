@@ -13,6 +13,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::LazyConfigAcceptor;
 
+use super::batched_write::BatchedWrite;
 use super::sniff::{self, Detected, Prefixed};
 use super::upstream::Io;
 use super::{Direction, Downstream, Proxy, original_dst, tcp};
@@ -278,7 +279,7 @@ pub async fn serve_http(
     proxy: Arc<Proxy>,
     down: Arc<Downstream>,
     routes: RouteSource,
-    io: Box<dyn Io>,
+    mut io: Box<dyn Io>,
     alpn: Option<Vec<u8>>,
 ) {
     let svc = {
@@ -287,7 +288,10 @@ pub async fn serve_http(
     };
     let mut builder = auto::Builder::new(TokioExecutor::new());
     match alpn.as_deref() {
-        Some(a) if a == ALPN_H2 => builder = builder.http2_only(),
+        Some(a) if a == ALPN_H2 => {
+            builder = builder.http2_only();
+            io = Box::new(BatchedWrite::new(io));
+        }
         Some(a) if a == ALPN_HTTP1 => builder = builder.http1_only(),
         _ => {}
     }

@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 
+use super::batched_write::BatchedWrite;
 use crate::config::model::UpstreamTls;
 use crate::tls::{ALPN_H2, ALPN_HTTP1, IdentityStore, mesh_server_name, spiffe};
 use crate::workers::Workers;
@@ -277,7 +278,7 @@ impl Pools {
             .keep_alive_while_idle(false)
             .timer(hyper_util::rt::TokioTimer::new());
         let (sender, conn) = builder
-            .handshake(TokioIo::new(connected.io))
+            .handshake(TokioIo::new(BatchedWrite::new(connected.io)))
             .await
             .map_err(|source| UpstreamError::Handshake { addr, source })?;
         tokio::spawn(async move {
@@ -331,7 +332,7 @@ impl Pools {
     ) -> Result<(http1::SendRequest<Incoming>, Option<String>), UpstreamError> {
         let connected = connect(&self.identity, addr, source, tls, ALPN_HTTP1, timeout).await?;
         let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(connected.io))
+            .handshake(TokioIo::new(BatchedWrite::new(connected.io)))
             .await
             .map_err(|source| UpstreamError::Handshake { addr, source })?;
         tokio::spawn(async move {
