@@ -168,9 +168,11 @@ mod tests {
         let mut w = BatchedWrite::new(rec.clone());
         w.write_all(b"head").await.unwrap();
         w.write_all(b"payload").await.unwrap();
-        w.write_vectored(&[IoSlice::new(b"a"), IoSlice::new(b"b")])
+        let n = w
+            .write_vectored(&[IoSlice::new(b"a"), IoSlice::new(b"b")])
             .await
             .unwrap();
+        assert_eq!(n, 2, "a vectored write is taken whole");
         assert!(writes(&rec).is_empty(), "nothing is written before a flush");
         w.flush().await.unwrap();
         assert_eq!(writes(&rec), vec![b"headpayloadab".to_vec()]);
