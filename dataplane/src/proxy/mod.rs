@@ -5,7 +5,8 @@
 //! Proxy to proxy: the outbound proxy dials the endpoint's own address
 //! (pod IP and target port) with mTLS; the peer pod's iptables sends it to
 //! its inbound listener, which learns the port from `SO_ORIGINAL_DST`.
-//! HTTP rides one multiplexed HTTP/2 connection per (endpoint, identity);
+//! HTTP rides one multiplexed HTTP/2 connection per (endpoint, identity),
+//! whose writes are batched until h2 flushes (`batched_write`);
 //! TCP and upgrades get their own mTLS connection (ALPN `istio` and
 //! `http/1.1`). Without iptables (loopback tests) the inbound listener is
 //! bound on the endpoint address itself ([`OriginalDstMode::LocalAddr`]).
