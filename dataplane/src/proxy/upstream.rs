@@ -332,7 +332,7 @@ impl Pools {
     ) -> Result<(http1::SendRequest<Incoming>, Option<String>), UpstreamError> {
         let connected = connect(&self.identity, addr, source, tls, ALPN_HTTP1, timeout).await?;
         let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(BatchedWrite::new(connected.io)))
+            .handshake(TokioIo::new(connected.io))
             .await
             .map_err(|source| UpstreamError::Handshake { addr, source })?;
         tokio::spawn(async move {
