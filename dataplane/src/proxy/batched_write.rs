@@ -79,18 +79,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for BatchedWrite<T> {
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for BatchedWrite<T> {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        ready!(this.poll_room(cx, data.len()))?;
-        if this.buf.is_empty() && data.len() >= LIMIT {
-            // Large enough to be its own batch: no copy.
-            return Pin::new(&mut this.inner).poll_write(cx, data);
-        }
-        this.buf.extend_from_slice(data);
-        Poll::Ready(Ok(data.len()))
+        self.poll_write_vectored(cx, &[IoSlice::new(data)])
     }
 
     fn poll_write_vectored(
@@ -102,6 +95,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for BatchedWrite<T> {
         let len = bufs.iter().map(|b| b.len()).sum();
         ready!(this.poll_room(cx, len))?;
         if this.buf.is_empty() && len >= LIMIT {
+            // Large enough to be its own batch: no copy.
             return Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         }
         for b in bufs {
