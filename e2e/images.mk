@@ -19,6 +19,9 @@ CLUSTERS ?= $(CLUSTER)
 STATIC_TARGET ?= x86_64-unknown-linux-gnu
 STATIC_RUSTFLAGS ?= -C target-feature=+crt-static
 STATIC_BIN_DIR := target/$(STATIC_TARGET)/release
+# weft-proxy is built apart, profile-guided (dataplane/pgo/build.sh;
+# WEFT_PGO=0 builds it without a profile).
+PGO_PROXY_BIN := target/pgo/weft-proxy
 
 WEFT_IMAGE_NAMES :=
 WEFT_IMAGE_PACKAGES :=
@@ -35,9 +38,11 @@ endef
 
 .PHONY: images images-build images-static images-list
 
-images-static: ## build the static release binaries of every image
+images-static: ## build the static release binaries of every image (weft-proxy profile-guided)
 	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --target $(STATIC_TARGET) \
 	  $(foreach p,$(sort $(WEFT_IMAGE_PACKAGES)),-p $(p))
+	CARGO="$(CARGO)" STATIC_TARGET="$(STATIC_TARGET)" STATIC_RUSTFLAGS="$(STATIC_RUSTFLAGS)" \
+	  dataplane/pgo/build.sh $(PGO_PROXY_BIN)
 
 images-build: images-static ## build every image archive under target/images (no cluster needed)
 	@mkdir -p $(IMAGE_DIR)
@@ -73,7 +78,9 @@ images-list: ## print the image refs `make images` builds
 $(eval $(call weft-image,echo,weft-echo,weft-echo,--port 8080 --port 9090 --port 9000))
 $(eval $(call weft-image,weftd,weftd,weftd,--user 65532:65532 --port 15010 --port 15012 --port 15014 --port 15017))
 # weft-proxy carries Debian's iptables (with its libraries and loader) for `weft-proxy init`.
-$(eval $(call weft-image,weft-proxy,weft-proxy,weft-proxy,--port 15001 --port 15006 --port 15021 --port 15090,$(IMAGE_DIR)/weft-iptables))
+# Its binary is the profile-guided one (no package for the plain static build).
+$(eval $(call weft-image,weft-proxy,,weft-proxy,--port 15001 --port 15006 --port 15021 --port 15090,$(IMAGE_DIR)/weft-iptables))
+IMAGE_BIN_weft-proxy := $(PGO_PROXY_BIN)
 images-build: $(IMAGE_DIR)/weft-iptables
 $(IMAGE_DIR)/weft-iptables: dataplane/image/iptables-bundle.sh
 	dataplane/image/iptables-bundle.sh $@

@@ -17,7 +17,10 @@
 # (for profiling by hand) instead of measuring, WEFT_CONCURRENCY worker threads per proxy
 # and nginx worker_processes (nproc), CARGO (cargo), WEFT_PROXY_BIN a
 # weft-proxy binary to measure instead of this tree's (A/B of two builds),
-# BENCH_BOOTSTRAP pb (binary, as weftd's xDS delivers it) or json.
+# BENCH_BOOTSTRAP pb (binary, as weftd's xDS delivers it) or json,
+# BENCH_TRAIN=1 only drives load through the weft pair (no nginx, no
+# figures): the training run of the profile-guided build
+# (dataplane/pgo/build.sh), with WEFT_PROXY_BIN its instrumented binary.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -30,13 +33,14 @@ BASE=${BENCH_PORT_BASE:-28080}
 WORKERS=${WEFT_CONCURRENCY:-$(nproc)}
 BOOTSTRAP=${BENCH_BOOTSTRAP:-pb}
 CARGO=${CARGO:-cargo}
+TRAIN=${BENCH_TRAIN:-0}
 
 log() { printf '[bench-proxy] %s\n' "$*" >&2; }
 
 # --- tools -------------------------------------------------------------
 need_pkgs=()
 command -v h2load >/dev/null || need_pkgs+=(nghttp2-client)
-command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need_pkgs+=(nginx-light)
+[[ $TRAIN == 1 ]] || command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need_pkgs+=(nginx-light)
 command -v python3 >/dev/null || need_pkgs+=(python3)
 if ((${#need_pkgs[@]})); then
     log "installing ${need_pkgs[*]} (apt-get)"
@@ -49,16 +53,25 @@ if ((${#need_pkgs[@]})); then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-# The proxy is measured as the images ship it: static (glibc crt-static,
-# the flags and target dir of `make images-static`, which it shares).
-static_target=x86_64-unknown-linux-gnu
-log "building release weft-proxy (static, as in the image), weft-echo and the bench setup"
-(cd "$root" && RUSTFLAGS="-C target-feature=+crt-static" $CARGO build -q --release \
-        --target "$static_target" -p weft-proxy --bin weft-proxy \
-    && $CARGO build -q --release -p weft-proxy --example bench_setup \
-    && $CARGO build -q --release -p weft-echo --bin weft-echo)
-bin="$root/target/release"
-proxy_bin=${WEFT_PROXY_BIN:-$root/target/$static_target/release/weft-proxy}
+# The proxy is measured as the images ship it: the profile-guided static
+# build (dataplane/pgo/build.sh, which `make images-static` runs too). The
+# echo server and the setup share the static flags and target dir of
+# `make images-static`.
+STATIC_TARGET=${STATIC_TARGET:-x86_64-unknown-linux-gnu}
+STATIC_RUSTFLAGS=${STATIC_RUSTFLAGS:--C target-feature=+crt-static}
+log "building release weft-echo and the bench setup (static)"
+(cd "$root" && export RUSTFLAGS="$STATIC_RUSTFLAGS" \
+    && $CARGO build -q --release --target "$STATIC_TARGET" -p weft-proxy --example bench_setup \
+    && $CARGO build -q --release --target "$STATIC_TARGET" -p weft-echo --bin weft-echo)
+bin="$root/target/$STATIC_TARGET/release"
+if [[ -n ${WEFT_PROXY_BIN:-} ]]; then
+    proxy_bin=$WEFT_PROXY_BIN
+else
+    log "building release weft-proxy (profile-guided, static, as in the image)"
+    proxy_bin="$root/target/pgo/weft-proxy"
+    CARGO="$CARGO" STATIC_TARGET="$STATIC_TARGET" STATIC_RUSTFLAGS="$STATIC_RUSTFLAGS" \
+        "$here/../pgo/build.sh" "$proxy_bin"
+fi
 
 # --- processes ----------------------------------------------------------
 work=$(mktemp -d -t weft-bench.XXXXXX)
@@ -167,13 +180,18 @@ EOF
         >"$work/nginx-$name.log" 2>&1 &
     pids+=($!)
 }
-nginx_conf b 127.0.0.5 127.0.0.1 "$H1"
-nginx_b=$!
-nginx_conf a 127.0.0.4 127.0.0.5 "$H1"
-nginx_a=$!
-
-for ip_port in 127.0.0.1:$H1 127.0.0.1:$H2 127.0.0.2:$H1 127.0.0.3:$H1 127.0.0.3:$H2 \
-    127.0.0.5:$H1 127.0.0.4:$H1 127.0.0.4:$H2; do
+targets="direct weft nginx"
+listening="127.0.0.1:$H1 127.0.0.1:$H2 127.0.0.2:$H1 127.0.0.3:$H1 127.0.0.3:$H2"
+if [[ $TRAIN == 1 ]]; then
+    targets="direct weft"
+else
+    nginx_conf b 127.0.0.5 127.0.0.1 "$H1"
+    nginx_b=$!
+    nginx_conf a 127.0.0.4 127.0.0.5 "$H1"
+    nginx_a=$!
+    listening+=" 127.0.0.5:$H1 127.0.0.4:$H1 127.0.0.4:$H2"
+fi
+for ip_port in $listening; do
     wait_port "${ip_port%:*}" "${ip_port#*:}"
 done
 
@@ -214,7 +232,7 @@ url() { # target proto
     esac
 }
 h2load_flags() { [[ $1 == h1 ]] && echo --h1 || true; }
-for target in direct weft nginx; do
+for target in $targets; do
     for proto in $PROTOCOLS; do
         out=$(h2load $(h2load_flags "$proto") -n 20 -c 2 "$(url $target "$proto")" 2>&1 || true)
         if ! grep -q "20 succeeded" <<<"$out" || ! grep -q "status codes: 20 2xx" <<<"$out"; then
@@ -225,6 +243,21 @@ for target in direct weft nginx; do
         fi
     done
 done
+
+if [[ $TRAIN == 1 ]]; then
+    # The profile's workload: what the benchmark measures (both protocols
+    # under load, and one request at a time as at a low fixed rate). The
+    # proxies write their profiles when cleanup stops them (SIGTERM).
+    for proto in $PROTOCOLS; do
+        log "training: $proto through the weft pair"
+        if [[ $proto == h1 ]]; then args=(-c 32); else args=(-c 8 -m 16); fi
+        h2load $(h2load_flags "$proto") "${args[@]}" -t 1 -D 4 "$(url weft "$proto")" >/dev/null
+        args=(--rate 1000 --connections 10)
+        [[ $proto == h2 ]] && args+=(--http2 --streams 8)
+        "$bin/weft-echo" load --url "$(url weft "$proto")" "${args[@]}" --duration 3s >/dev/null
+    done
+    exit 0
+fi
 
 if [[ ${BENCH_HOLD:-0} == 1 ]]; then
     log "holding (BENCH_HOLD=1): weft $(url weft h1) $(url weft h2) pids $weft_client $weft_server;" \
