@@ -61,10 +61,11 @@ if [[ -z $tool ]]; then
     [[ -n $tool ]] || { log "llvm-profdata not found under $sysroot after 'rustup component add llvm-tools'"; exit 1; }
 fi
 
-# What the profile depends on: the proxy's and the echo server's sources,
-# the lock file, the workspace manifest, the toolchain, the flags.
+# What the profile depends on: the proxy's and the echo server's sources
+# and scripts (not their documents), the lock file, the workspace
+# manifest, the toolchain, the flags.
 key=$(cd "$root" && {
-    git ls-files -z dataplane e2e/echo Cargo.lock Cargo.toml | xargs -0 sha256sum
+    git ls-files -z dataplane e2e/echo Cargo.lock Cargo.toml ':!:*.md' | xargs -0 sha256sum
     rustc -vV
     echo "$STATIC_TARGET $STATIC_RUSTFLAGS"
 } | sha256sum | cut -c1-16)
