@@ -46,8 +46,9 @@ install_if_changed() {
 }
 
 if [[ ${WEFT_PGO:-1} == 0 ]]; then
+    # The flags and target dir of `make images-static`: its crates are reused.
     log "WEFT_PGO=0: static release build without a profile"
-    install_if_changed "$(build "$work/plain" "")"
+    install_if_changed "$(build "$root/target" "")"
     exit 0
 fi
 
