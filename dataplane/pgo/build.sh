@@ -89,5 +89,7 @@ if [[ ! -s $profile ]]; then
 fi
 
 # A fixed path in the flags: a new profile does not rebuild every crate.
+# (A cached profile on a fresh clone: nothing has made $work yet.)
+mkdir -p "$work"
 cmp -s "$profile" "$work/weft-proxy.profdata" || cp "$profile" "$work/weft-proxy.profdata"
 install_if_changed "$(build "$work/use" "-Cprofile-use=$work/weft-proxy.profdata")"
