@@ -31,16 +31,19 @@ work="$root/target/pgo"
 log() { printf '[pgo] %s\n' "$*" >&2; }
 
 # build TARGET_DIR RUSTFLAGS: the static release weft-proxy; prints its path.
+# Call it as `bin=$(build …)`: set -e does not see a failure inside a
+# substitution that is an argument of another command.
 build() {
     (cd "$root" && CARGO_TARGET_DIR="$1" RUSTFLAGS="$STATIC_RUSTFLAGS $2" $CARGO build -q \
-        --release --target "$STATIC_TARGET" -p weft-proxy --bin weft-proxy)
+        --release --target "$STATIC_TARGET" -p weft-proxy --bin weft-proxy) || return
     echo "$1/$STATIC_TARGET/release/weft-proxy"
 }
 
 install_if_changed() {
     mkdir -p "$(dirname "$out")"
     if ! cmp -s "$1" "$out"; then
-        cp "$1" "$out.tmp" && mv -f "$out.tmp" "$out"
+        cp "$1" "$out.tmp"
+        mv -f "$out.tmp" "$out"
     fi
     log "weft-proxy: $out"
 }
@@ -48,7 +51,8 @@ install_if_changed() {
 if [[ ${WEFT_PGO:-1} == 0 ]]; then
     # The flags and target dir of `make images-static`: its crates are reused.
     log "WEFT_PGO=0: static release build without a profile"
-    install_if_changed "$(build "$root/target" "")"
+    bin=$(build "$root/target" "")
+    install_if_changed "$bin"
     exit 0
 fi
 
@@ -92,4 +96,5 @@ fi
 # (A cached profile on a fresh clone: nothing has made $work yet.)
 mkdir -p "$work"
 cmp -s "$profile" "$work/weft-proxy.profdata" || cp "$profile" "$work/weft-proxy.profdata"
-install_if_changed "$(build "$work/use" "-Cprofile-use=$work/weft-proxy.profdata")"
+bin=$(build "$work/use" "-Cprofile-use=$work/weft-proxy.profdata")
+install_if_changed "$bin"
