@@ -9,7 +9,8 @@ log, --log-file: start µs, status, µs to the end of the response).
 
 `table`: all cases side by side, latency added over the direct (no proxy)
 case of the same protocol and load, req/s per CPU-second of the proxy
-pair, and the goals next to the figures. Never fails on figures.
+pair, and the goals next to the figures, with the floor (a pair of plain
+TCP relays) beside the latency goals. Never fails on figures.
 """
 
 import argparse
@@ -160,7 +161,7 @@ def table(args):
     )
     print()
     print(
-        f"weft-proxy pair vs nginx pair vs direct — {args.duration}s per case, "
+        f"weft-proxy pair vs nginx pair vs relay pair (floor) vs direct — {args.duration}s per case, "
         f"{args.workers} worker threads (weft) / worker processes (nginx) per proxy"
     )
     print("latency in ms (p = percentile, +p = added over direct at the same protocol and load);")
@@ -168,7 +169,7 @@ def table(args):
     print("RSS = VmRSS of both proxies mid-run, HWM = their VmHWM (peak) after it (nginx: masters + workers)")
     print(head)
     print("-" * len(head))
-    order = {"direct": 0, "weft": 1, "nginx": 2}
+    order = {"direct": 0, "relay": 1, "weft": 2, "nginx": 3}
     loads = []
     for c in cases:
         if c["load"] not in loads:
@@ -187,7 +188,9 @@ def table(args):
                     for p in PCTS
                 ]
                 per_core = c["requests"] / c["cpu_s"] if c.get("cpu_s") else None
-                name = {"weft": "weft mTLS", "nginx": "nginx h1"}.get(c["target"], c["target"])
+                name = {"weft": "weft mTLS", "nginx": "nginx h1", "relay": "relay floor"}.get(
+                    c["target"], c["target"]
+                )
                 print(
                     f"{('HTTP/1.1' if proto == 'h1' else 'HTTP/2'):<6}{load:>7} {name:<12}{c['rps']:>9.0f}"
                     + "".join(fmt(lat[str(p)], ">8.3f") for p in PCTS)
@@ -209,6 +212,14 @@ def table(args):
                 f"  {proto} @1000 req/s: p50 added {a50:+.3f} ms (goal <= 0.1: {verdict(a50 <= 0.1)}), "
                 f"p99 added {a99:+.3f} ms (goal <= 0.5: {verdict(a99 <= 0.5)})"
             )
+            floor = by.get((proto, "1000", "relay"))
+            if floor:
+                f50 = floor["lat_ms"]["50"] - d["lat_ms"]["50"]
+                f99 = floor["lat_ms"]["99"] - d["lat_ms"]["99"]
+                print(
+                    f"    floor on this machine (plain TCP relay pair, same run): p50 added {f50:+.3f} ms, "
+                    f"p99 added {f99:+.3f} ms; weft above the floor: p50 {a50 - f50:+.3f}, p99 {a99 - f99:+.3f}"
+                )
     wi = idle.get("weft")
     if wi:
         mb = wi["max_proc_kb"] / 1024

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # `make bench-proxy`: one weft-proxy pair (separate release processes,
-# STRICT mTLS between them) against two baselines in the same run — the
-# echo server called directly and an nginx reverse-proxy pair — for
+# STRICT mTLS between them) against three baselines in the same run — the
+# echo server called directly, an nginx reverse-proxy pair, and the floor:
+# a pair of plain one-thread TCP relays (weft-echo relay: bytes copied,
+# nothing parsed, no TLS; what two extra hops cost on this machine) — for
 # HTTP/1.1 and HTTP/2 at fixed rates (weft-echo load: wrk2-style, latency
 # from each request's due time) and at max throughput (h2load).
 # Prints one table (dataplane/bench/report.py); never fails on figures.
 #
 #   client(h2load) → 127.0.0.3 weft-proxy outbound ─mTLS h2─→ 127.0.0.2 weft-proxy inbound → 127.0.0.1 weft-echo
 #   client(h2load) → 127.0.0.4 nginx ─h1 keepalive─→ 127.0.0.5 nginx ─h1 keepalive─→ 127.0.0.1 weft-echo
+#   client(h2load) → 127.0.0.7 relay ─tcp─→ 127.0.0.8 relay ─tcp─→ 127.0.0.1 weft-echo
 #   client(h2load) → 127.0.0.1 weft-echo
 #
 # Knobs (environment): BENCH_DURATION seconds per case (10),
@@ -18,8 +21,8 @@
 # and nginx worker_processes (nproc), CARGO (cargo), WEFT_PROXY_BIN a
 # weft-proxy binary to measure instead of this tree's (A/B of two builds),
 # BENCH_BOOTSTRAP pb (binary, as weftd's xDS delivers it) or json,
-# BENCH_TRAIN=1 only drives load through the weft pair (no nginx, no
-# figures): the training run of the profile-guided build
+# BENCH_TRAIN=1 only drives load through the weft pair (no baselines but
+# direct, no figures): the training run of the profile-guided build
 # (dataplane/pgo/build.sh), with WEFT_PROXY_BIN its instrumented binary.
 set -euo pipefail
 
@@ -97,7 +100,7 @@ trap 'exit 130' INT TERM
 H1=$BASE
 H2=$((BASE + 1))
 port_busy() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
-for ip_port in 127.0.0.1:$H1 127.0.0.1:$H2 127.0.0.2:$H1 127.0.0.3:$H1 127.0.0.4:$H1 127.0.0.5:$H1 127.0.0.6:$H1; do
+for ip_port in 127.0.0.1:$H1 127.0.0.1:$H2 127.0.0.2:$H1 127.0.0.3:$H1 127.0.0.4:$H1 127.0.0.5:$H1 127.0.0.6:$H1 127.0.0.7:$H1 127.0.0.8:$H1; do
     if port_busy "${ip_port%:*}" "${ip_port#*:}"; then
         log "$ip_port is in use; set BENCH_PORT_BASE to a free range"
         exit 1
@@ -180,6 +183,10 @@ EOF
         >"$work/nginx-$name.log" 2>&1 &
     pids+=($!)
 }
+relay() { # listen-ip upstream-ip: both ports
+    "$bin/weft-echo" relay --route "$1:$H1=$2:$H1" --route "$1:$H2=$2:$H2" >"$work/relay-$1.log" 2>&1 &
+    pids+=($!)
+}
 targets="direct weft nginx"
 listening="127.0.0.1:$H1 127.0.0.1:$H2 127.0.0.2:$H1 127.0.0.3:$H1 127.0.0.3:$H2"
 if [[ $TRAIN == 1 ]]; then
@@ -189,7 +196,12 @@ else
     nginx_b=$!
     nginx_conf a 127.0.0.4 127.0.0.5 "$H1"
     nginx_a=$!
-    listening+=" 127.0.0.5:$H1 127.0.0.4:$H1 127.0.0.4:$H2"
+    relay 127.0.0.8 127.0.0.1
+    relay_b=$!
+    relay 127.0.0.7 127.0.0.8
+    relay_a=$!
+    targets+=" relay"
+    listening+=" 127.0.0.5:$H1 127.0.0.4:$H1 127.0.0.4:$H2 127.0.0.8:$H1 127.0.0.8:$H2 127.0.0.7:$H1 127.0.0.7:$H2"
 fi
 for ip_port in $listening; do
     wait_port "${ip_port%:*}" "${ip_port#*:}"
@@ -229,6 +241,7 @@ url() { # target proto
         direct) echo "http://127.0.0.1:$port/bench" ;;
         weft) echo "http://127.0.0.3:$port/bench" ;;
         nginx) echo "http://127.0.0.4:$port/bench" ;;
+        relay) echo "http://127.0.0.7:$port/bench" ;;
     esac
 }
 h2load_flags() { [[ $1 == h1 ]] && echo --h1 || true; }
@@ -261,7 +274,8 @@ fi
 
 if [[ ${BENCH_HOLD:-0} == 1 ]]; then
     log "holding (BENCH_HOLD=1): weft $(url weft h1) $(url weft h2) pids $weft_client $weft_server;" \
-        "nginx $(url nginx h1) $(url nginx h2); direct $(url direct h1) $(url direct h2); Ctrl-C stops"
+        "nginx $(url nginx h1) $(url nginx h2); relay $(url relay h1) $(url relay h2);" \
+        "direct $(url direct h1) $(url direct h2); Ctrl-C stops"
     while true; do
         sleep 3600 &
         pids+=($!) # stopped by cleanup like the rest
@@ -295,6 +309,7 @@ run_case() { # target proto load
     case $target in
         weft) ppids=$weft_pids ;;
         nginx) ppids=$(nginx_pids) ;;
+        relay) ppids="$relay_a $relay_b" ;;
     esac
     local logf="$work/req-$target-$proto-$load.tsv" out="$work/load.out" mem_f="$work/mem.txt"
     local t0 t1 cmd report_args
@@ -339,7 +354,7 @@ loads="$RATES"
 log "measuring ${DURATION}s per case: protocols $PROTOCOLS, loads $loads; proxies use $WORKERS worker threads/processes"
 for proto in $PROTOCOLS; do
     for load in $loads; do
-        for target in direct weft nginx; do
+        for target in $targets; do
             log "$proto $load $target"
             run_case "$target" "$proto" "$load"
         done

@@ -1,6 +1,6 @@
 //! Command-line interface (parsed in main.rs, run here).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,6 +10,7 @@ use tracing::{error, info};
 
 use crate::client::{self, GrpcClientOptions, HttpClientOptions, TcpClientOptions};
 use crate::load::{self, LoadOptions};
+use crate::relay;
 use crate::report::{Identity, parse_duration};
 use crate::server::{EchoServer, Ports};
 use crate::webhook::{self, DenyRule};
@@ -36,6 +37,8 @@ pub enum Command {
     /// Fixed-rate HTTP load (wrk2-style): prints latency percentiles
     /// measured from each request's due time as one JSON line.
     Load(LoadArgs),
+    /// Plain TCP relay on one thread (the floor of `make bench-proxy`).
+    Relay(RelayArgs),
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
@@ -151,6 +154,25 @@ pub struct LoadArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct RelayArgs {
+    /// LISTEN=UPSTREAM socket addresses, e.g. 127.0.0.7:28080=127.0.0.1:28080
+    /// (repeatable).
+    #[arg(long = "route", required = true, value_parser = relay_route)]
+    pub routes: Vec<(SocketAddr, SocketAddr)>,
+}
+
+fn relay_route(text: &str) -> Result<(SocketAddr, SocketAddr), String> {
+    let (listen, upstream) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected LISTEN=UPSTREAM"))?;
+    let addr = |part: &str| {
+        part.parse::<SocketAddr>()
+            .map_err(|e| format!("{part:?} in {text:?} is not an IP:PORT socket address: {e}"))
+    };
+    Ok((addr(listen)?, addr(upstream)?))
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct WebhookArgs {
     #[arg(long, env = "LISTEN_IP", default_value = "::")]
     pub ip: IpAddr,
@@ -233,6 +255,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 .map(drop)
                 .map_err(|e| e.to_string())
         }
+        Command::Relay(a) => run_relay(a).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -261,6 +284,21 @@ async fn serve(a: ServeArgs) -> Result<(), String> {
             info!("signal received, exiting");
             Ok(())
         }
+    }
+}
+
+async fn run_relay(a: RelayArgs) -> Result<(), String> {
+    let mut relays = tokio::task::JoinSet::new();
+    for (listen, upstream) in a.routes {
+        let listener = relay::bind(listen).await.map_err(|e| e.to_string())?;
+        relays.spawn(relay::serve(listener, upstream));
+    }
+    tokio::select! {
+        Some(ended) = relays.join_next() => match ended {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("a relay task failed: {e}")),
+        },
+        () = shutdown_signal() => Ok(()),
     }
 }
 
@@ -294,5 +332,29 @@ async fn shutdown_signal() {
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relay_route_is_two_socket_addresses() {
+        let (listen, upstream) =
+            relay_route("127.0.0.7:28080=127.0.0.1:28081").expect("test setup");
+        assert_eq!(listen, "127.0.0.7:28080".parse().expect("test setup"));
+        assert_eq!(upstream, "127.0.0.1:28081".parse().expect("test setup"));
+    }
+
+    #[test]
+    fn a_bad_relay_route_says_what_is_wrong() {
+        assert!(
+            relay_route("127.0.0.7:28080")
+                .expect_err("must fail")
+                .contains("LISTEN=UPSTREAM")
+        );
+        let err = relay_route("127.0.0.7:28080=echo:80").expect_err("must fail");
+        assert!(err.contains("\"echo:80\""), "{err}");
     }
 }

@@ -6,6 +6,7 @@
 //!   stdout, non-zero exit on the first failure.
 //! * `load`: an open-loop fixed-rate HTTP load generator (wrk2-style,
 //!   latency from each request's due time), for `make bench-proxy`.
+//! * `relay`: a plain one-thread TCP relay, the floor of `make bench-proxy`.
 //! * `webhook`: an HTTPS validating admission webhook denying objects that
 //!   carry a label.
 //!
@@ -16,6 +17,7 @@ pub mod client;
 pub mod grpc;
 pub mod http;
 pub mod load;
+pub mod relay;
 pub mod report;
 pub mod server;
 pub mod tcp;

@@ -12,9 +12,10 @@ fn main() -> ExitCode {
     };
     weft_echo::init_logging(default_filter);
     // The load generator drives every connection from one thread (its
-    // pacing must not wait for another thread); the rest use all cores.
+    // pacing must not wait for another thread), the relay is the one-thread
+    // floor of the benchmark; the rest use all cores.
     let runtime = match cli.command {
-        Some(Command::Load(_)) => tokio::runtime::Builder::new_current_thread()
+        Some(Command::Load(_) | Command::Relay(_)) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build(),
         _ => tokio::runtime::Builder::new_multi_thread()
