@@ -24,7 +24,7 @@ fmt-check: ## fail on unformatted code
 	$(CARGO) fmt --all -- --check
 
 lint: ## clippy, warnings are errors
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features weft-proxy/bench-setup -- -D warnings
 
 crds: ## regenerate config/crd from the API types
 	$(CARGO) run -q -p weft-api --bin crdgen -- config/crd

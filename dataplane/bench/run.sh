@@ -64,7 +64,7 @@ STATIC_TARGET=${STATIC_TARGET:-x86_64-unknown-linux-gnu}
 STATIC_RUSTFLAGS=${STATIC_RUSTFLAGS:--C target-feature=+crt-static}
 log "building release weft-echo and the bench setup (static)"
 (cd "$root" && export RUSTFLAGS="$STATIC_RUSTFLAGS" \
-    && $CARGO build -q --release --target "$STATIC_TARGET" -p weft-proxy --example bench_setup \
+    && $CARGO build -q --release --target "$STATIC_TARGET" -p weft-proxy --features bench-setup --bin bench_setup \
     && $CARGO build -q --release --target "$STATIC_TARGET" -p weft-echo --bin weft-echo)
 bin="$root/target/$STATIC_TARGET/release"
 if [[ -n ${WEFT_PROXY_BIN:-} ]]; then
@@ -117,7 +117,7 @@ wait_port() {
     return 1
 }
 
-"$bin/examples/bench_setup" "$work" "$H1" "$H2"
+"$bin/bench_setup" "$work" "$H1" "$H2"
 
 echo_pids=()
 for p in "$H1" "$H2"; do

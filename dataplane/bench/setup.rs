@@ -5,7 +5,7 @@
 //! generated on each run into the given (temporary) directory.
 //!
 //! ```text
-//! cargo run --release -p weft-proxy --example bench_setup -- DIR H1_PORT H2_PORT
+//! cargo run --release -p weft-proxy --features bench-setup --bin bench_setup -- DIR H1_PORT H2_PORT
 //! ```
 //!
 //! Topology (loopback, no iptables; proxies take the original
