@@ -59,41 +59,40 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    /// A relay on a free loopback port to `upstream`; its address.
+    async fn start_relay(upstream: SocketAddr) -> SocketAddr {
+        let any = "127.0.0.1:0".parse().expect("a socket address");
+        let relay = bind(any).await.expect("a free loopback port");
+        let addr = relay.local_addr().expect("a bound listener");
+        tokio::spawn(serve(relay, upstream));
+        addr
+    }
+
     #[tokio::test]
     async fn bytes_go_through_both_ways_and_eof_is_passed_on() {
-        let echo = TcpListener::bind("127.0.0.1:0").await.expect("test setup");
-        let echo_addr = echo.local_addr().expect("test setup");
+        let echo = TcpListener::bind("127.0.0.1:0").await.expect("echo port");
+        let echo_addr = echo.local_addr().expect("echo address");
         tokio::spawn(crate::tcp::serve(echo));
-        let relay = bind("127.0.0.1:0".parse().expect("test setup"))
-            .await
-            .expect("test setup");
-        let relay_addr = relay.local_addr().expect("test setup");
-        tokio::spawn(serve(relay, echo_addr));
+        let relay = start_relay(echo_addr).await;
 
-        let mut client = TcpStream::connect(relay_addr).await.expect("test setup");
-        client
-            .write_all(b"ping through the relay")
-            .await
-            .expect("test setup");
-        client.shutdown().await.expect("test setup");
+        let mut client = TcpStream::connect(relay).await.expect("relay accepts");
+        let sent = b"ping through the relay";
+        client.write_all(sent).await.expect("relay reads");
+        client.shutdown().await.expect("half-close");
         let mut back = Vec::new();
-        client.read_to_end(&mut back).await.expect("test setup");
-        assert_eq!(back, b"ping through the relay");
+        client.read_to_end(&mut back).await.expect("relay answers");
+        assert_eq!(back, sent);
     }
 
     #[tokio::test]
     async fn an_unreachable_upstream_closes_the_connection() {
         // A port that was free a moment ago: nothing listens there.
-        let gone = TcpListener::bind("127.0.0.1:0").await.expect("test setup");
-        let gone_addr = gone.local_addr().expect("test setup");
+        let gone = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let gone_addr = gone.local_addr().expect("its address");
         drop(gone);
-        let relay = bind("127.0.0.1:0".parse().expect("test setup"))
-            .await
-            .expect("test setup");
-        let relay_addr = relay.local_addr().expect("test setup");
-        tokio::spawn(serve(relay, gone_addr));
+        let relay = start_relay(gone_addr).await;
 
-        let mut client = TcpStream::connect(relay_addr).await.expect("test setup");
+        let mut client = TcpStream::connect(relay).await.expect("relay accepts");
         let mut back = Vec::new();
         let read = client.read_to_end(&mut back).await;
         assert!(read.is_err() || back.is_empty(), "got {back:?}");
@@ -101,9 +100,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_busy_address_is_a_bind_error_naming_it() {
-        let taken = TcpListener::bind("127.0.0.1:0").await.expect("test setup");
-        let addr = taken.local_addr().expect("test setup");
-        let err = bind(addr).await.expect_err("must fail");
+        let taken = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let addr = taken.local_addr().expect("its address");
+        let err = bind(addr).await.expect_err("the port is taken");
         assert!(err.to_string().contains(&addr.to_string()), "{err}");
     }
 }
